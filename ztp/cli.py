@@ -1,0 +1,190 @@
+"""The `ztp` command line: serve, render, check, leases, agent, relay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from ztp import __version__
+from ztp.config import Config, ConfigError, Problem, load_config, normalize_mac
+from ztp.leases.store import database_path, load_leases
+from ztp.leases.table import LeaseTable
+from ztp.provision import device_view
+from ztp.render import Renderer, RenderError
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(Path(path))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"ztp: {len(exc.problems)} problem(s) in the configuration; nothing was started",
+              file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(message)s")
+
+
+def render_problems(config: Config) -> list[Problem]:
+    """Render every inventory device (and the default template) and report what fails, file:line."""
+    table = LeaseTable(load_leases(database_path(config.state_dir)))
+    renderer = Renderer(config)
+    problems: list[Problem] = []
+    sample = next((s.pool_start for s in config.subnets if s.pool_start is not None), None)
+    views = [device_view(config, table, device=d, mac=None) for d in config.inventory.devices]
+    if config.inventory.default_template:
+        views.append(device_view(config, table, device=None, mac="02:00:00:00:00:00"))
+    for view in views:
+        if view.ip is None and sample is not None:
+            # Not leased yet: check the template with a sample pool address.
+            view = type(view)(mac=view.mac, device=view.device, ip=sample, subnet=config.subnet_for(sample),
+                              client_hostname=view.client_hostname)
+        try:
+            renderer.render(view)
+        except RenderError as exc:
+            path = Path(exc.file) if exc.line else config.inventory.path
+            line = exc.line or (view.device.line if view.device else 0)
+            problems.append(Problem(path, line, f"{view.hostname}: {exc.message}"))
+    return problems
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s)")
+        return 1
+    problems = render_problems(config)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s)")
+        return 1
+    print(f"ok: {len(config.subnets)} subnets, {len(config.inventory.devices)} devices, every config renders")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    table = LeaseTable(load_leases(database_path(config.state_dir)))
+    inv = config.inventory
+    if args.hostname:
+        device = inv.by_hostname.get(args.hostname.lower())
+        if device is None:
+            print(f"ztp: no device named {args.hostname} in {inv.path}", file=sys.stderr)
+            return 2
+        view = device_view(config, table, device=device, mac=None)
+    else:
+        mac = normalize_mac(args.mac)
+        view = device_view(config, table, device=inv.by_mac.get(mac), mac=mac)
+    try:
+        data = Renderer(config).render(view)
+    except RenderError as exc:
+        print(f"{exc.file}:{exc.line}: {exc.message}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_leases(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    now = time.time()
+    leases = LeaseTable(load_leases(database_path(config.state_dir))).all()
+    rows = [{"ip": str(x.ip), "mac": x.mac, "client": x.client, "state": x.state_at(now),
+             "expires": round(x.expires, 3), "remaining": max(0, int(x.expires - now)),
+             "hostname": x.hostname} for x in leases]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'IP':<16} {'MAC':<18} {'STATE':<14} {'REMAINING':>9}  HOSTNAME")
+    for r in rows:
+        print(f"{r['ip']:<16} {r['mac']:<18} {r['state']:<14} {r['remaining']:>9}  {r['hostname'] or '-'}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    _setup_logging(args.log_level or config.log_level)
+    problems = render_problems(config)
+    if problems:
+        for problem in problems:
+            logging.error("%s", problem)
+        logging.error("ztp: %d template problem(s); fix them (see `ztp check`) before serving", len(problems))
+        return 1
+    from ztp.app import Appliance
+
+    try:
+        appliance = Appliance(config)
+        asyncio.run(appliance.run())
+    except PermissionError as exc:
+        logging.error("ztp: %s (binding ports 67/69/53 needs root or CAP_NET_BIND_SERVICE)", exc)
+        return 1
+    except OSError as exc:
+        logging.error("ztp: cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="ztp", description="Zero-touch provisioning appliance")
+    parser.add_argument("--version", action="version", version=f"ztp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run DHCP, TFTP and DNS in this network namespace")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
+
+    render = sub.add_parser("render", help="print the config a device would fetch")
+    render.add_argument("--config", required=True)
+    who = render.add_mutually_exclusive_group(required=True)
+    who.add_argument("--mac")
+    who.add_argument("--hostname")
+    render.set_defaults(func=cmd_render)
+
+    check = sub.add_parser("check", help="validate config, inventory and templates")
+    check.add_argument("--config", required=True)
+    check.set_defaults(func=cmd_check)
+
+    leases = sub.add_parser("leases", help="show the lease table")
+    leases.add_argument("--config", required=True)
+    leases.add_argument("--json", action="store_true")
+    leases.set_defaults(func=cmd_leases)
+
+    try:
+        from ztp.agent import cli as agent_cli
+    except ImportError:
+        agent_cli = None  # type: ignore[assignment]
+    if agent_cli is not None and hasattr(agent_cli, "add_arguments"):
+        agent = sub.add_parser("agent", help="emulate a switch (or a fleet) booting with ZTP")
+        agent_cli.add_arguments(agent)
+        agent.set_defaults(func=agent_cli.run)
+    try:
+        from ztp.relay import cli as relay_cli
+    except ImportError:
+        relay_cli = None  # type: ignore[assignment]
+    if relay_cli is not None and hasattr(relay_cli, "add_arguments"):
+        relay = sub.add_parser("relay", help="DHCP relay agent (RFC 1542, option 82)")
+        relay_cli.add_arguments(relay)
+        relay.set_defaults(func=relay_cli.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ztp` console script."""
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

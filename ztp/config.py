@@ -1,0 +1,451 @@
+"""The appliance configuration (ztp.yaml) and inventory (inventory.yaml): schema, load and validation.
+
+Every problem is reported as a `Problem` naming the file and line, so `ztp check` can list them all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ztp.dhcp.options import OptionValueError, encode_value
+from ztp.yamlsource import SourceMap, YamlError, line_of, load_yaml
+
+MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}$", re.IGNORECASE)
+HOSTNAME_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the configuration: where and what."""
+
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` lists every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+# --- schema (what the files may contain) ------------------------------------------------------------
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+OptionMap = dict[int, Any]
+
+
+class SubnetModel(_Strict):
+    network: IPv4Network
+    pool: str | None = None
+    routers: list[IPv4Address] = Field(default_factory=list)
+    dns_servers: list[IPv4Address] = Field(default_factory=list)
+    domain: str | None = None
+    lease_time: int | None = Field(default=None, ge=60)
+    options: OptionMap = Field(default_factory=dict)
+
+
+class DhcpModel(_Strict):
+    interfaces: list[str] = Field(default_factory=list)
+    lease_time: int = Field(default=3600, ge=60)
+    offer_hold: int = Field(default=30, ge=1, le=600)
+    options: OptionMap = Field(default_factory=dict)
+    subnets: list[SubnetModel] = Field(default_factory=list)
+    port: int = Field(default=67, ge=1, le=65535)
+
+
+class TftpModel(_Strict):
+    root: str | None = None
+    port: int = Field(default=69, ge=1, le=65535)
+    max_blksize: int = Field(default=65464, ge=512, le=65464)
+
+
+class DnsModel(_Strict):
+    zone: str
+    server_name: str = "ztp"
+    ttl: int = Field(default=300, ge=0)
+    records: dict[str, str | list[str]] = Field(default_factory=dict)
+    forwarders: list[IPv4Address] = Field(default_factory=list)
+    port: int = Field(default=53, ge=1, le=65535)
+
+
+class ConfigModel(_Strict):
+    state_dir: str = "./state"
+    templates: str = "./templates"
+    inventory: str = "./inventory.yaml"
+    log_level: str = "info"
+    dhcp: DhcpModel = Field(default_factory=DhcpModel)
+    tftp: TftpModel = Field(default_factory=TftpModel)
+    dns: DnsModel | None = None
+
+
+class DefaultsModel(_Strict):
+    template: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    options: OptionMap = Field(default_factory=dict)
+
+
+class DeviceModel(_Strict):
+    hostname: str
+    mac: str | None = None
+    client_id: str | None = None
+    circuit_id: str | None = None
+    remote_id: str | None = None
+    ip: IPv4Address | None = None
+    template: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    options: OptionMap = Field(default_factory=dict)
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        if not HOSTNAME_RE.match(value):
+            raise ValueError("hostname must be one DNS label: letters, digits and '-', at most 63")
+        return value.lower()
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not MAC_RE.match(value):
+            raise ValueError(f"{value!r} is not a MAC address like 02:00:00:00:00:01")
+        return normalize_mac(value)
+
+
+class InventoryModel(_Strict):
+    defaults: DefaultsModel = Field(default_factory=DefaultsModel)
+    devices: list[DeviceModel] = Field(default_factory=list)
+
+
+def normalize_mac(value: str) -> str:
+    """Any common MAC spelling to lowercase colon-separated."""
+    digits = value.replace(":", "").replace("-", "").replace(".", "").lower()
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+# --- the loaded, checked configuration --------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Subnet:
+    """A served IPv4 subnet with its pool and per-subnet options."""
+
+    network: IPv4Network
+    pool_start: IPv4Address | None
+    pool_end: IPv4Address | None
+    routers: tuple[IPv4Address, ...]
+    dns_servers: tuple[IPv4Address, ...]
+    domain: str | None
+    lease_time: int
+    options: dict[int, bytes]
+    line: int
+
+    def in_pool(self, ip: IPv4Address) -> bool:
+        """Whether `ip` is one of the pool's addresses."""
+        return self.pool_start is not None and self.pool_end is not None and \
+            self.pool_start <= ip <= self.pool_end
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """An inventory device: how it is recognised and what it gets."""
+
+    hostname: str
+    mac: str | None
+    client_id: str | None
+    circuit_id: str | None
+    remote_id: str | None
+    ip: IPv4Address | None
+    template: str | None
+    vars: dict[str, Any]
+    options: dict[int, bytes]
+    line: int
+
+    @property
+    def boot_file(self) -> str:
+        """The TFTP file name this device is told to fetch."""
+        return f"{self.hostname}.cfg"
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """All inventory devices plus the defaults for unlisted ones."""
+
+    path: Path
+    default_template: str | None
+    default_vars: dict[str, Any]
+    default_options: dict[int, bytes]
+    devices: tuple[Device, ...]
+    by_mac: dict[str, Device] = field(default_factory=dict)
+    by_client_id: dict[str, Device] = field(default_factory=dict)
+    by_hostname: dict[str, Device] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    """The DNS section."""
+
+    zone: str
+    server_name: str
+    ttl: int
+    records: dict[str, list[str]]
+    forwarders: tuple[IPv4Address, ...]
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole appliance configuration, paths resolved."""
+
+    path: Path
+    state_dir: Path
+    templates: Path
+    inventory: Inventory
+    log_level: str
+    interfaces: tuple[str, ...]
+    lease_time: int
+    offer_hold: int
+    dhcp_port: int
+    global_options: dict[int, bytes]
+    subnets: tuple[Subnet, ...]
+    tftp_root: Path | None
+    tftp_port: int
+    tftp_max_blksize: int
+    dns: DnsSettings | None
+
+    def subnet_for(self, ip: IPv4Address) -> Subnet | None:
+        """The subnet containing `ip` (an interface address or a relay's giaddr)."""
+        for subnet in self.subnets:
+            if ip in subnet.network:
+                return subnet
+        return None
+
+
+# --- loading ----------------------------------------------------------------------------------------
+
+def _pydantic_problems(path: Path, tree: Any, exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if isinstance(p, int | str)]
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling against the README's reference)"
+        problems.append(Problem(path, line_of(tree, loc), f"{where}: {msg}"))
+    return problems
+
+
+def _encode_options(path: Path, tree: Any, loc: list[int | str], options: dict[int, Any],
+                    problems: list[Problem]) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    for code, value in options.items():
+        try:
+            out[code] = encode_value(code, value)
+        except OptionValueError as exc:
+            problems.append(Problem(path, line_of(tree, [*loc, code]), f"option {code}: {exc}"))
+    return out
+
+
+def _parse_pool(text: str) -> tuple[IPv4Address, IPv4Address]:
+    first, sep, last = text.partition("-")
+    if not sep:
+        raise ValueError(f"pool {text!r} must be FIRST-LAST, e.g. 10.60.0.100-10.60.0.199")
+    start, end = IPv4Address(first.strip()), IPv4Address(last.strip())
+    if end < start:
+        raise ValueError(f"pool {text!r} ends before it starts")
+    return start, end
+
+
+def _load_tree(path: Path, what: str) -> tuple[Any, list[Problem]]:
+    try:
+        tree = load_yaml(path)
+    except YamlError as exc:
+        return None, [Problem(exc.path, exc.line, exc.message)]
+    except OSError as exc:
+        return None, [Problem(path, 0, f"cannot read the {what}: {exc.strerror}")]
+    if tree is None:
+        tree = SourceMap()
+    if not isinstance(tree, dict):
+        return None, [Problem(path, getattr(tree, "line", 1), f"the {what} must be a YAML mapping")]
+    return tree, []
+
+
+def load_config(path: Path) -> Config:
+    """Load and check ztp.yaml and the inventory it names. Raises ConfigError listing every problem."""
+    path = path.resolve()
+    tree, problems = _load_tree(path, "configuration")
+    if tree is None:
+        raise ConfigError(problems)
+    try:
+        model = ConfigModel.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(path, tree, exc)) from None
+    base = path.parent
+    subnets = _build_subnets(path, tree, model, problems)
+    global_options = _encode_options(path, tree, ["dhcp", "options"], model.dhcp.options, problems)
+    inventory_path = (base / model.inventory).resolve()
+    inventory = _load_inventory(inventory_path, subnets, problems)
+    dns = None
+    if model.dns is not None:
+        records: dict[str, list[str]] = {}
+        for name, value in model.dns.records.items():
+            addrs = value if isinstance(value, list) else [value]
+            for addr in addrs:
+                try:
+                    IPv4Address(addr)
+                except ValueError:
+                    problems.append(Problem(path, line_of(tree, ["dns", "records", name]),
+                                            f"dns.records.{name}: {addr!r} is not an IPv4 address"))
+            records[name] = [str(a) for a in addrs]
+        dns = DnsSettings(zone=model.dns.zone.rstrip(".").lower(), server_name=model.dns.server_name,
+                          ttl=model.dns.ttl, records=records, forwarders=tuple(model.dns.forwarders),
+                          port=model.dns.port)
+    templates = (base / model.templates).resolve()
+    if not templates.is_dir():
+        problems.append(Problem(path, line_of(tree, ["templates"]),
+                                f"templates directory {templates} does not exist"))
+    tftp_root = (base / model.tftp.root).resolve() if model.tftp.root else None
+    if tftp_root is not None and not tftp_root.is_dir():
+        problems.append(Problem(path, line_of(tree, ["tftp", "root"]),
+                                f"tftp.root {tftp_root} does not exist or is not a directory"))
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        path=path, state_dir=(base / model.state_dir).resolve(), templates=templates, inventory=inventory,
+        log_level=model.log_level, interfaces=tuple(model.dhcp.interfaces), lease_time=model.dhcp.lease_time,
+        offer_hold=model.dhcp.offer_hold, dhcp_port=model.dhcp.port, global_options=global_options,
+        subnets=tuple(subnets), tftp_root=tftp_root, tftp_port=model.tftp.port,
+        tftp_max_blksize=model.tftp.max_blksize, dns=dns,
+    )
+
+
+def _build_subnets(path: Path, tree: Any, model: ConfigModel, problems: list[Problem]) -> list[Subnet]:
+    subnets: list[Subnet] = []
+    for i, sm in enumerate(model.dhcp.subnets):
+        loc: list[int | str] = ["dhcp", "subnets", i]
+        line = line_of(tree, loc)
+        net = sm.network
+        start = end = None
+        if sm.pool:
+            try:
+                start, end = _parse_pool(sm.pool)
+            except ValueError as exc:
+                problems.append(Problem(path, line_of(tree, [*loc, "pool"]), str(exc)))
+            else:
+                pline = line_of(tree, [*loc, "pool"])
+                if start not in net or end not in net:
+                    problems.append(Problem(path, pline, f"pool {sm.pool} is not inside {net}"))
+                elif net.prefixlen < 31 and (start == net.network_address or end == net.broadcast_address):
+                    problems.append(Problem(path, pline, f"pool {sm.pool} contains the network or broadcast "
+                                                         f"address of {net}"))
+        for j, router in enumerate(sm.routers):
+            if router not in net:
+                problems.append(Problem(path, line_of(tree, [*loc, "routers", j]),
+                                        f"router {router} is outside {net}"))
+            elif start and end and start <= router <= end:
+                problems.append(Problem(path, line_of(tree, [*loc, "routers", j]),
+                                        f"router {router} is inside the pool {sm.pool}"))
+        for other in subnets:
+            if net.overlaps(other.network):
+                problems.append(Problem(path, line, f"subnet {net} overlaps {other.network} "
+                                                    f"(line {other.line})"))
+        options = _encode_options(path, tree, [*loc, "options"], sm.options, problems)
+        subnets.append(Subnet(network=net, pool_start=start, pool_end=end, routers=tuple(sm.routers),
+                              dns_servers=tuple(sm.dns_servers), domain=sm.domain,
+                              lease_time=sm.lease_time or model.dhcp.lease_time, options=options, line=line))
+    return subnets
+
+
+def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) -> Inventory:
+    empty = Inventory(path=path, default_template=None, default_vars={}, default_options={}, devices=())
+    tree, load_problems = _load_tree(path, "inventory")
+    if tree is None:
+        problems.extend(load_problems)
+        return empty
+    try:
+        model = InventoryModel.model_validate(tree)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(path, tree, exc))
+        return empty
+    default_options = _encode_options(path, tree, ["defaults", "options"], model.defaults.options, problems)
+    devices: list[Device] = []
+    by_mac: dict[str, Device] = {}
+    by_client_id: dict[str, Device] = {}
+    by_hostname: dict[str, Device] = {}
+    by_ip: dict[IPv4Address, Device] = {}
+    by_relay: dict[tuple[str | None, str | None], Device] = {}
+    for i, dm in enumerate(model.devices):
+        loc: list[int | str] = ["devices", i]
+        line = line_of(tree, loc)
+        options = _encode_options(path, tree, [*loc, "options"], dm.options, problems)
+        device = Device(hostname=dm.hostname, mac=dm.mac, client_id=dm.client_id, circuit_id=dm.circuit_id,
+                        remote_id=dm.remote_id, ip=dm.ip, template=dm.template, vars=dict(dm.vars),
+                        options=options, line=line)
+        if not (dm.mac or dm.client_id or dm.circuit_id or dm.remote_id):
+            problems.append(Problem(path, line, f"device {dm.hostname}: give at least one of mac, client_id, "
+                                                "circuit_id or remote_id to recognise it"))
+        if dm.hostname in by_hostname:
+            problems.append(Problem(path, line, f"duplicate hostname {dm.hostname} "
+                                                f"(also line {by_hostname[dm.hostname].line})"))
+        by_hostname.setdefault(dm.hostname, device)
+        if dm.mac:
+            if dm.mac in by_mac:
+                problems.append(Problem(path, line_of(tree, [*loc, "mac"]),
+                                        f"duplicate MAC {dm.mac} (also {by_mac[dm.mac].hostname}, "
+                                        f"line {by_mac[dm.mac].line})"))
+            by_mac.setdefault(dm.mac, device)
+        if dm.client_id:
+            if dm.client_id in by_client_id:
+                problems.append(Problem(path, line_of(tree, [*loc, "client_id"]),
+                                        f"duplicate client_id {dm.client_id!r}"))
+            by_client_id.setdefault(dm.client_id, device)
+        if dm.circuit_id or dm.remote_id:
+            key = (dm.circuit_id, dm.remote_id)
+            clash = by_relay.get(key)
+            if clash is None:
+                # A device matched by circuit-id alone is ambiguous with one matched by circuit-id+remote-id.
+                for (cid, rid), other in by_relay.items():
+                    if cid == dm.circuit_id and (rid is None or dm.remote_id is None):
+                        clash = other
+                        break
+            if clash is not None:
+                problems.append(Problem(path, line, f"device {dm.hostname}: circuit_id/remote_id match is "
+                                                    f"ambiguous with {clash.hostname} (line {clash.line})"))
+            by_relay.setdefault(key, device)
+        if dm.ip is not None:
+            iline = line_of(tree, [*loc, "ip"])
+            owner = next((s for s in subnets if dm.ip in s.network), None)
+            if owner is None:
+                problems.append(Problem(path, iline, f"{dm.hostname}: address {dm.ip} is outside every "
+                                                     "configured subnet"))
+            elif dm.ip in (owner.network.network_address, owner.network.broadcast_address):
+                problems.append(Problem(path, iline, f"{dm.hostname}: address {dm.ip} is the network or "
+                                                     f"broadcast address of {owner.network}"))
+            elif owner.in_pool(dm.ip):
+                problems.append(Problem(path, iline, f"{dm.hostname}: reservation {dm.ip} is inside the "
+                                                     f"pool of {owner.network}; pick one outside it"))
+            elif dm.ip in owner.routers:
+                problems.append(Problem(path, iline, f"{dm.hostname}: reservation {dm.ip} is a router"))
+            if dm.ip in by_ip:
+                problems.append(Problem(path, iline, f"{dm.hostname}: reservation {dm.ip} duplicates "
+                                                     f"{by_ip[dm.ip].hostname} (line {by_ip[dm.ip].line})"))
+            by_ip.setdefault(dm.ip, device)
+        devices.append(device)
+    return Inventory(path=path, default_template=model.defaults.template, default_vars=dict(model.defaults.vars),
+                     default_options=default_options, devices=tuple(devices), by_mac=by_mac,
+                     by_client_id=by_client_id, by_hostname=by_hostname)
+

@@ -1,0 +1,193 @@
+"""BOOTP/DHCP message codec (RFC 951, RFC 2131 §2, RFC 2132, RFC 3396): pure functions over bytes."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address
+from typing import Final
+
+BOOTREQUEST: Final = 1
+BOOTREPLY: Final = 2
+
+DISCOVER: Final = 1
+OFFER: Final = 2
+REQUEST: Final = 3
+DECLINE: Final = 4
+ACK: Final = 5
+NAK: Final = 6
+RELEASE: Final = 7
+INFORM: Final = 8
+
+MESSAGE_TYPE_NAMES: Final = {
+    DISCOVER: "DISCOVER", OFFER: "OFFER", REQUEST: "REQUEST", DECLINE: "DECLINE",
+    ACK: "ACK", NAK: "NAK", RELEASE: "RELEASE", INFORM: "INFORM",
+}
+
+OPT_PAD: Final = 0
+OPT_END: Final = 255
+OPT_OVERLOAD: Final = 52
+OPT_MESSAGE_TYPE: Final = 53
+
+MAGIC_COOKIE: Final = b"\x63\x82\x53\x63"
+BROADCAST_FLAG: Final = 0x8000
+ZERO_IP: Final = IPv4Address(0)
+
+_HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")
+HEADER_LEN: Final = _HEADER.size  # 236
+MIN_REPLY_LEN: Final = 300  # RFC 1542 §2.1: relays may drop shorter BOOTP messages
+
+
+class MalformedPacket(ValueError):
+    """A datagram that is not a well-formed BOOTP/DHCP message; says what was wrong and at which offset."""
+
+    def __init__(self, reason: str, offset: int) -> None:
+        super().__init__(f"{reason} at offset {offset}")
+        self.reason = reason
+        self.offset = offset
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpPacket:
+    """One BOOTP/DHCP message. `options` keeps wire order; repeated options are already concatenated."""
+
+    op: int
+    xid: int
+    chaddr: bytes
+    htype: int = 1
+    hlen: int = 6
+    hops: int = 0
+    secs: int = 0
+    flags: int = 0
+    ciaddr: IPv4Address = ZERO_IP
+    yiaddr: IPv4Address = ZERO_IP
+    siaddr: IPv4Address = ZERO_IP
+    giaddr: IPv4Address = ZERO_IP
+    sname: bytes = b""
+    file: bytes = b""
+    options: dict[int, bytes] = field(default_factory=dict)
+    bootp: bool = False  # no magic cookie / no options at all: a plain RFC 951 BOOTP message
+
+    @property
+    def mac(self) -> str:
+        """Hardware address as lowercase colon-separated hex (the device key)."""
+        return self.chaddr[: min(self.hlen, 16)].hex(":")
+
+    @property
+    def message_type(self) -> int | None:
+        """Option 53, or None for BOOTP."""
+        value = self.options.get(OPT_MESSAGE_TYPE)
+        return value[0] if value and len(value) == 1 else None
+
+    @property
+    def broadcast(self) -> bool:
+        """The client asked for broadcast replies (RFC 2131 §4.1)."""
+        return bool(self.flags & BROADCAST_FLAG)
+
+    def option_ip(self, code: int) -> IPv4Address | None:
+        """An option carrying exactly one IPv4 address, or None."""
+        value = self.options.get(code)
+        return IPv4Address(value) if value is not None and len(value) == 4 else None
+
+    def with_options(self, options: dict[int, bytes]) -> DhcpPacket:
+        """A copy with another option map."""
+        return replace(self, options=options)
+
+
+def _cstring(raw: bytes) -> bytes:
+    return raw.split(b"\0", 1)[0]
+
+
+def _parse_options(data: bytes, start: int, end: int, into: dict[int, bytes]) -> None:
+    """Walk one TLV area; repeated codes are concatenated (RFC 3396 §5)."""
+    i = start
+    while i < end:
+        code = data[i]
+        if code == OPT_PAD:
+            i += 1
+            continue
+        if code == OPT_END:
+            return
+        if i + 1 >= end:
+            raise MalformedPacket(f"option {code} has no length byte", i)
+        length = data[i + 1]
+        if i + 2 + length > end:
+            raise MalformedPacket(f"option {code} length {length} runs past the end", i)
+        value = data[i + 2 : i + 2 + length]
+        previous = into.get(code)
+        into[code] = value if previous is None else previous + value
+        i += 2 + length
+    # A missing END is tolerated: many ROMs omit it and the data is otherwise well formed.
+
+
+def parse(data: bytes) -> DhcpPacket:
+    """Decode a BOOTP/DHCP datagram. Raises MalformedPacket."""
+    if len(data) < HEADER_LEN:
+        raise MalformedPacket(f"{len(data)} bytes is shorter than the {HEADER_LEN}-byte BOOTP header", 0)
+    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr, chaddr, sname,
+     file) = _HEADER.unpack_from(data)
+    if op not in (BOOTREQUEST, BOOTREPLY):
+        raise MalformedPacket(f"op {op} is neither BOOTREQUEST nor BOOTREPLY", 0)
+    if hlen > 16:
+        raise MalformedPacket(f"hlen {hlen} exceeds the 16-byte chaddr", 2)
+    options: dict[int, bytes] = {}
+    bootp = True
+    if len(data) >= HEADER_LEN + 4:
+        if data[HEADER_LEN : HEADER_LEN + 4] != MAGIC_COOKIE:
+            raise MalformedPacket("bad magic cookie", HEADER_LEN)
+        bootp = False
+        _parse_options(data, HEADER_LEN + 4, len(data), options)
+        overload = options.get(OPT_OVERLOAD)
+        if overload:
+            # RFC 2132 §9.3: file is read before sname.
+            if overload[0] & 1:
+                _parse_options(data, 108, 236, options)
+                file = b""
+            if overload[0] & 2:
+                _parse_options(data, 44, 108, options)
+                sname = b""
+            options.pop(OPT_OVERLOAD, None)
+    return DhcpPacket(
+        op=op, htype=htype, hlen=hlen, hops=hops, xid=xid, secs=secs, flags=flags,
+        ciaddr=IPv4Address(ciaddr), yiaddr=IPv4Address(yiaddr), siaddr=IPv4Address(siaddr),
+        giaddr=IPv4Address(giaddr), chaddr=chaddr, sname=_cstring(sname), file=_cstring(file),
+        options=options, bootp=bootp,
+    )
+
+
+def encode_options(options: dict[int, bytes]) -> bytes:
+    """TLV-encode options in the given order; values over 255 bytes are split (RFC 3396 §5), END appended."""
+    out = bytearray()
+    for code, value in options.items():
+        if code in (OPT_PAD, OPT_END):
+            continue
+        if not value:
+            out += bytes((code, 0))
+            continue
+        for i in range(0, len(value), 255):
+            chunk = value[i : i + 255]
+            out += bytes((code, len(chunk)))
+            out += chunk
+    out.append(OPT_END)
+    return bytes(out)
+
+
+def build(pkt: DhcpPacket, *, min_size: int = MIN_REPLY_LEN) -> bytes:
+    """Encode a message, padded with zeros to `min_size` bytes."""
+    if len(pkt.sname) > 63 or len(pkt.file) > 127:
+        raise ValueError("sname must fit 63 bytes and file 127 bytes (NUL-terminated)")
+    head = _HEADER.pack(
+        pkt.op, pkt.htype, pkt.hlen, pkt.hops, pkt.xid, pkt.secs, pkt.flags,
+        pkt.ciaddr.packed, pkt.yiaddr.packed, pkt.siaddr.packed, pkt.giaddr.packed,
+        pkt.chaddr.ljust(16, b"\0")[:16], pkt.sname, pkt.file,
+    )
+    body = head if pkt.bootp and not pkt.options else head + MAGIC_COOKIE + encode_options(pkt.options)
+    if len(body) < min_size:
+        body += bytes(min_size - len(body))
+    return body
+
+
+def mac_to_chaddr(mac: str) -> bytes:
+    """'02:00:00:00:00:01' (or with '-' or no separators) to 16-byte chaddr."""
+    raw = bytes.fromhex(mac.replace(":", "").replace("-", "").replace(".", ""))
+    return raw.ljust(16, b"\0")

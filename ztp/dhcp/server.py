@@ -1,0 +1,169 @@
+"""The DHCP server's I/O shell: one UDP socket on :67 with IP_PKTINFO; everything else is the Responder."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from ztp.dhcp import packet as p
+from ztp.dhcp.packet import DhcpPacket, MalformedPacket
+from ztp.dhcp.reply import LIMITED_BROADCAST, Destination, destination
+from ztp.dhcp.responder import Ingress, Responder
+from ztp.leases.store import LeaseWriter
+from ztp.leases.table import Lease
+from ztp.net.arp import inject_arp
+from ztp.net.sockets import InterfaceTable, parse_pktinfo, pktinfo_cmsg, udp_socket
+
+log = logging.getLogger("ztp.dhcp")
+_BUF = 4096
+
+
+class DhcpServer:
+    """Receives BOOTREQUESTs, asks the Responder, persists before ACK, sends per RFC 2131 §4.1."""
+
+    def __init__(self, responder: Responder, writer: LeaseWriter, *, interfaces: tuple[str, ...],
+                 port: int = 67, on_bound: Callable[[Lease], None] | None = None,
+                 on_released: Callable[[Lease], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.responder = responder
+        self.writer = writer
+        self.interfaces = frozenset(interfaces)
+        self.port = port
+        self.on_bound = on_bound
+        self.on_released = on_released
+        self.clock = clock
+        self.counters: Counter[str] = Counter()
+        self._ifaces = InterfaceTable()
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Bind 0.0.0.0:port and start reading."""
+        self._loop = asyncio.get_running_loop()
+        self._sock = udp_socket("0.0.0.0", self.port, broadcast=True, pktinfo=True)
+        self._loop.add_reader(self._sock.fileno(), self._readable)
+
+    async def close(self) -> None:
+        """Stop reading and close the socket."""
+        if self._sock is not None and self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(64):  # bounded burst, then let other work run
+            try:
+                data, anc, _flags, peer = sock.recvmsg(_BUF, 256)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("dhcp receive failed: %s", exc)
+                return
+            self._datagram(data, anc, peer)
+
+    def _ingress(self, pkt: DhcpPacket, anc: list[tuple[int, int, bytes]]) -> Ingress | None:
+        info = parse_pktinfo(anc)
+        if info is None:
+            return None
+        ifindex, spec_dst, dst = info
+        ifname, if_addr = self._ifaces.lookup(ifindex)
+        to_broadcast = dst == LIMITED_BROADCAST
+        if pkt.giaddr != p.ZERO_IP:
+            # Relayed: accepted on any local address; the server id is the address the relay sent to.
+            return Ingress(ifindex, ifname, dst if not to_broadcast else spec_dst, frozenset({spec_dst}),
+                           broadcast=False)
+        if self.interfaces and ifname not in self.interfaces:
+            self.counters["ignored_interface"] += 1
+            return None
+        if if_addr is None:
+            return None
+        return Ingress(ifindex, ifname, if_addr, frozenset({if_addr, spec_dst}), broadcast=to_broadcast)
+
+    def _datagram(self, data: bytes, anc: list[tuple[int, int, bytes]], peer: tuple[str, int]) -> None:
+        self.counters["received"] += 1
+        try:
+            pkt = p.parse(data)
+        except MalformedPacket as exc:
+            self.counters["malformed"] += 1
+            log.debug("dhcp malformed datagram from %s:%s dropped: %s", peer[0], peer[1], exc)
+            return
+        if pkt.op != p.BOOTREQUEST:
+            self.counters["not_request"] += 1
+            return
+        ingress = self._ingress(pkt, anc)
+        if ingress is None:
+            self.counters["ignored"] += 1
+            log.debug("%s dhcp request on an interface we do not serve; ignored", pkt.mac)
+            return
+        try:
+            decision = self.responder.handle(pkt, ingress, self.clock())
+        except MalformedPacket as exc:
+            self.counters["malformed"] += 1
+            log.debug("%s dhcp malformed option dropped: %s", pkt.mac, exc)
+            return
+        if decision.log:
+            via = f" via {pkt.giaddr}" if pkt.giaddr != p.ZERO_IP else f" on {ingress.ifname}"
+            log.log(decision.level, "%s dhcp %s%s", pkt.mac, decision.log, via)
+        if decision.background is not None:
+            self.writer.write_soon(decision.background)
+        if decision.released is not None and self.on_released is not None:
+            self.on_released(decision.released)
+        if decision.reply is None:
+            self.counters["no_reply"] += 1
+            return
+        reply = decision.reply
+        if decision.durable is not None:
+            lease = decision.durable
+            fut = self.writer.commit(lease)
+            fut.add_done_callback(lambda f: self._after_commit(f, pkt, reply, ingress, lease))
+            return
+        self._send(pkt, reply, ingress)
+
+    def _after_commit(self, fut: asyncio.Future[None], pkt: DhcpPacket, reply: DhcpPacket, ingress: Ingress,
+                      lease: Lease) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self.counters["commit_failed"] += 1
+            log.error("%s dhcp lease %s NOT written (%s); no ACK sent", pkt.mac, lease.ip,
+                      fut.exception() if not fut.cancelled() else "cancelled")
+            return
+        self._send(pkt, reply, ingress)
+        if self.on_bound is not None:
+            self.on_bound(lease)
+
+    def _send(self, pkt: DhcpPacket, reply: DhcpPacket, ingress: Ingress) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        dest = destination(pkt, reply)
+        data = p.build(reply)
+        try:
+            if dest.broadcast:
+                sock.sendmsg([data], pktinfo_cmsg(ingress.ifindex, ingress.server_ip),
+                               0, (str(dest.ip), dest.port))
+            elif dest.arp_mac is not None:
+                self._send_unicast_to_new_client(sock, data, dest, ingress)
+            else:
+                sock.sendto(data, (str(dest.ip), dest.port))
+            self.counters["sent"] += 1
+        except OSError as exc:
+            self.counters["send_failed"] += 1
+            log.warning("%s dhcp send to %s:%s failed: %s", pkt.mac, dest.ip, dest.port, exc)
+
+    def _send_unicast_to_new_client(self, sock: socket.socket, data: bytes, dest: Destination,
+                                    ingress: Ingress) -> None:
+        assert dest.arp_mac is not None
+        if ingress.ifname and inject_arp(sock, ingress.ifname, dest.ip, dest.arp_mac):
+            sock.sendmsg([data], pktinfo_cmsg(ingress.ifindex, ingress.server_ip), 0,
+                         (str(dest.ip), dest.port))
+        else:
+            self.counters["arp_fallback_broadcast"] += 1
+            sock.sendmsg([data], pktinfo_cmsg(ingress.ifindex, ingress.server_ip), 0,
+                         (str(LIMITED_BROADCAST), dest.port))
+

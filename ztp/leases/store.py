@@ -1,0 +1,149 @@
+"""The lease database: SQLite in WAL mode with synchronous=FULL, one writer thread, group commit.
+
+RFC 2131 §3.1 (2) and §4.3.2: the server commits the binding to persistent storage before sending the
+DHCPACK. `LeaseWriter.commit()` returns an awaitable that completes only after fsync; requests arriving
+while a transaction is being written are gathered into the next one, so durability costs no throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from ztp.leases.table import Lease, LeaseState
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    ip       TEXT PRIMARY KEY,
+    client   TEXT NOT NULL,
+    mac      TEXT NOT NULL,
+    state    TEXT NOT NULL,
+    expires  REAL NOT NULL,
+    updated  REAL NOT NULL,
+    hostname TEXT
+)
+"""
+_UPSERT = ("INSERT OR REPLACE INTO leases (ip, client, mac, state, expires, updated, hostname) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+def database_path(state_dir: Path) -> Path:
+    """Where the lease database lives under `state_dir`."""
+    return state_dir / "leases.sqlite3"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(_SCHEMA)
+    return conn
+
+
+def load_leases(path: Path) -> list[Lease]:
+    """Every lease row on disk (an empty list when there is no database yet)."""
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT ip, client, mac, state, expires, updated, hostname FROM leases").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+    return [Lease(ip=IPv4Address(r[0]), client=r[1], mac=r[2], state=LeaseState(r[3]), expires=r[4],
+                  updated=r[5], hostname=r[6]) for r in rows]
+
+
+def _row(lease: Lease) -> tuple[str, str, str, str, float, float, str | None]:
+    return (str(lease.ip), lease.client, lease.mac, lease.state.value, lease.expires, lease.updated,
+            lease.hostname)
+
+
+class LeaseWriter:
+    """Persists leases from the event loop; a dedicated thread batches them into fsync'd transactions."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = _connect(path)
+        self._cond = threading.Condition()
+        self._pending: list[tuple[Lease, asyncio.Future[None] | None]] = []
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="lease-writer", daemon=True)
+        self.transactions = 0
+        self.rows = 0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the writer thread; futures are completed on `loop`."""
+        self._loop = loop
+        self._thread.start()
+
+    def commit(self, lease: Lease) -> asyncio.Future[None]:
+        """Queue a lease; the returned future completes once it is on stable storage."""
+        assert self._loop is not None, "start() first"
+        fut: asyncio.Future[None] = self._loop.create_future()
+        with self._cond:
+            self._pending.append((lease, fut))
+            self._cond.notify()
+        return fut
+
+    def write_soon(self, lease: Lease) -> None:
+        """Queue a lease nobody waits for (release, decline)."""
+        with self._cond:
+            self._pending.append((lease, None))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                batch, self._pending = self._pending, []
+                if not batch and self._closing:
+                    return
+            error: BaseException | None = None
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(_UPSERT, [_row(lease) for lease, _ in batch])
+                self._conn.execute("COMMIT")
+                self.transactions += 1
+                self.rows += len(batch)
+            except sqlite3.Error as exc:
+                error = exc
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            futures = [f for _, f in batch if f is not None]
+            if futures and self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(_settle, futures, error)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread and close the database."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._conn.close()
+
+    def write_all(self, leases: Iterable[Lease]) -> None:
+        """Synchronous bulk write (tools and tests; not from the event loop)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.executemany(_UPSERT, [_row(lease) for lease in leases])
+        self._conn.execute("COMMIT")
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for fut in futures:
+        if fut.done():
+            continue
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(error)

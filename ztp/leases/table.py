@@ -1,0 +1,160 @@
+"""The lease table and address allocation (RFC 2131 §4.3.1): pure, fed `now`, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from ipaddress import IPv4Address
+
+from ztp.config import Subnet
+
+
+class LeaseState(StrEnum):
+    """Where a binding stands; `expired` is derived from `expires`, not stored."""
+
+    OFFERED = "offered"
+    BOUND = "bound"
+    RELEASED = "released"
+    DECLINED = "declined"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One address binding. `client` is the client-id (hex) when the client sent one, else its MAC."""
+
+    ip: IPv4Address
+    client: str
+    mac: str
+    state: LeaseState
+    expires: float
+    updated: float
+    hostname: str | None = None
+
+    def active(self, now: float) -> bool:
+        """Whether the address is taken right now (a held offer, a bound lease or a quarantine)."""
+        return self.state in (LeaseState.OFFERED, LeaseState.BOUND, LeaseState.DECLINED) and self.expires > now
+
+    def state_at(self, now: float) -> str:
+        """The state as an operator would say it."""
+        if self.state == LeaseState.BOUND and self.expires <= now:
+            return "expired"
+        if self.state == LeaseState.OFFERED and self.expires <= now:
+            return "offer-expired"
+        return self.state.value
+
+
+class LeaseTable:
+    """All leases in memory, indexed by address and by client; the store persists what it returns."""
+
+    def __init__(self, leases: list[Lease] | None = None) -> None:
+        self.by_ip: dict[IPv4Address, Lease] = {}
+        self.by_client: dict[str, Lease] = {}
+        self._fresh: dict[IPv4Address, int] = {}  # pool start -> next never-used candidate (as int)
+        for lease in sorted(leases or [], key=lambda x: x.updated):
+            self._put(lease)
+
+    def _put(self, lease: Lease) -> None:
+        old = self.by_ip.get(lease.ip)
+        if old is not None and old.client != lease.client and self.by_client.get(old.client) is old:
+            del self.by_client[old.client]
+        previous = self.by_client.get(lease.client)
+        if previous is not None and previous.ip != lease.ip and previous.state == LeaseState.OFFERED:
+            # A client holds at most one pending offer: the old one goes back to the pool.
+            del self.by_ip[previous.ip]
+        self.by_ip[lease.ip] = lease
+        if lease.state != LeaseState.DECLINED:
+            self.by_client[lease.client] = lease
+
+    def lease_of(self, client: str) -> Lease | None:
+        """The client's current or last lease."""
+        return self.by_client.get(client)
+
+    def available(self, ip: IPv4Address, client: str, now: float) -> bool:
+        """Whether `ip` may be given to `client` now."""
+        lease = self.by_ip.get(ip)
+        if lease is None:
+            return True
+        if lease.state == LeaseState.DECLINED:
+            return lease.expires <= now
+        return lease.client == client or not lease.active(now)
+
+    def choose(self, subnet: Subnet, client: str, *, reserved: IPv4Address | None,
+               requested: IPv4Address | None, now: float) -> IPv4Address | None:
+        """The address to offer, in the documented order, or None when the pool is exhausted.
+
+        Reservation; the address this client held before; the requested address (option 50) if free;
+        the first never-used pool address; then the oldest expired or released one.
+        """
+        if reserved is not None:
+            return reserved
+        previous = self.by_client.get(client)
+        if previous is not None and subnet.in_pool(previous.ip) and self.available(previous.ip, client, now):
+            return previous.ip
+        if requested is not None and subnet.in_pool(requested) and self.available(requested, client, now):
+            return requested
+        if subnet.pool_start is None or subnet.pool_end is None:
+            return None
+        start, end = int(subnet.pool_start), int(subnet.pool_end)
+        cursor = self._fresh.get(subnet.pool_start, start)
+        while cursor <= end and IPv4Address(cursor) in self.by_ip:
+            cursor += 1
+        self._fresh[subnet.pool_start] = cursor
+        if cursor <= end:
+            return IPv4Address(cursor)
+        oldest: Lease | None = None
+        for lease in self.by_ip.values():
+            if subnet.in_pool(lease.ip) and self.available(lease.ip, client, now):
+                if oldest is None or lease.expires < oldest.expires:
+                    oldest = lease
+        return oldest.ip if oldest else None
+
+    def offer(self, ip: IPv4Address, client: str, mac: str, *, hold: float, now: float,
+              hostname: str | None = None) -> Lease:
+        """Hold `ip` for `client` for `hold` seconds so nobody else is offered it (kept in memory only)."""
+        current = self.by_ip.get(ip)
+        if current is not None and current.client == client and current.active(now) \
+                and current.state == LeaseState.BOUND:
+            return current  # already bound: an OFFER must not shorten the binding
+        lease = Lease(ip=ip, client=client, mac=mac, state=LeaseState.OFFERED, expires=now + hold,
+                      updated=now, hostname=hostname)
+        self._put(lease)
+        return lease
+
+    def bind(self, ip: IPv4Address, client: str, mac: str, *, lease_time: int, now: float,
+             hostname: str | None = None) -> Lease:
+        """Bind `ip` to `client`; the caller persists the result before sending the ACK."""
+        lease = Lease(ip=ip, client=client, mac=mac, state=LeaseState.BOUND, expires=now + lease_time,
+                      updated=now, hostname=hostname)
+        self._put(lease)
+        return lease
+
+    def release(self, client: str, ip: IPv4Address, now: float) -> Lease | None:
+        """RFC 2131 §4.3.4: free the address; the client's record stays so it gets the same one back."""
+        lease = self.by_ip.get(ip)
+        if lease is None or lease.client != client or lease.state != LeaseState.BOUND:
+            return None
+        released = replace(lease, state=LeaseState.RELEASED, expires=now, updated=now)
+        self._put(released)
+        return released
+
+    def decline(self, ip: IPv4Address, client: str, mac: str, *, quarantine: float, now: float) -> Lease:
+        """RFC 2131 §4.3.3: the address is in use by someone else; keep it out of the pool for a while."""
+        held = self.by_client.get(client)
+        if held is not None and held.ip == ip:
+            del self.by_client[client]
+        lease = Lease(ip=ip, client=client, mac=mac, state=LeaseState.DECLINED, expires=now + quarantine,
+                      updated=now)
+        self._put(lease)
+        return lease
+
+    def forget_offer(self, client: str) -> None:
+        """The client chose another server (RFC 2131 §4.3.2): drop our pending offer."""
+        lease = self.by_client.get(client)
+        if lease is not None and lease.state == LeaseState.OFFERED:
+            del self.by_client[client]
+            if self.by_ip.get(lease.ip) is lease:
+                del self.by_ip[lease.ip]
+
+    def all(self) -> list[Lease]:
+        """Every lease, by address."""
+        return sorted(self.by_ip.values(), key=lambda x: x.ip)

@@ -1,0 +1,93 @@
+"""Which config a device gets: boot-file names -> devices -> rendered bytes (the TFTP content provider)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address
+
+from ztp.config import Config, Device
+from ztp.leases.table import Lease, LeaseState, LeaseTable
+from ztp.render import DeviceView, Renderer, RenderError
+from ztp.tftp.content import TftpRefusal
+
+log = logging.getLogger("ztp.provision")
+
+ERR_NOT_FOUND = 1
+ERR_NOT_DEFINED = 0
+
+
+def latest_lease(table: LeaseTable, mac: str) -> Lease | None:
+    """The newest non-declined lease of a MAC (whatever its client-id)."""
+    best: Lease | None = None
+    for lease in table.by_client.values():
+        if lease.mac == mac and lease.state != LeaseState.DECLINED and (best is None or lease.updated > best.updated):
+            best = lease
+    return best
+
+
+def device_view(config: Config, table: LeaseTable, *, device: Device | None, mac: str | None) -> DeviceView:
+    """What is known about a device for rendering: reservation or lease address and its subnet."""
+    if device is not None and mac is None:
+        mac = device.mac
+    lease = latest_lease(table, mac) if mac else None
+    if lease is None and device is not None:
+        for candidate in table.by_client.values():  # devices matched by client-id or option 82
+            if candidate.hostname == device.hostname and candidate.state != LeaseState.DECLINED:
+                lease = candidate
+                mac = mac or candidate.mac
+    ip: IPv4Address | None = device.ip if device is not None and device.ip is not None else None
+    if ip is None and lease is not None:
+        ip = lease.ip
+    subnet = config.subnet_for(ip) if ip is not None else None
+    client_hostname = lease.hostname if lease is not None and device is None else None
+    return DeviceView(mac=mac or "00:00:00:00:00:00", device=device, ip=ip, subnet=subnet,
+                      client_hostname=client_hostname)
+
+
+class RenderedConfigs:
+    """TFTP content for `<hostname>.cfg` (inventory devices) and `<mac>.cfg` (leased unknown devices)."""
+
+    def __init__(self, config: Config, renderer: Renderer, table: LeaseTable,
+                 on_error: Callable[[str, RenderError], None] | None = None) -> None:
+        self.config = config
+        self.renderer = renderer
+        self.table = table
+        self.on_error = on_error
+
+    def view_for_path(self, path: str) -> DeviceView | None:
+        """The device a boot-file name belongs to, or None."""
+        name = path.lstrip("/")
+        if not name.endswith(".cfg") or "/" in name:
+            return None
+        stem = name[:-4].lower()
+        device = self.config.inventory.by_hostname.get(stem)
+        if device is not None:
+            return device_view(self.config, self.table, device=device, mac=None)
+        if len(stem) == 12 and all(c in "0123456789abcdef" for c in stem) and self.config.inventory.default_template:
+            mac = ":".join(stem[i : i + 2] for i in range(0, 12, 2))
+            if mac in self.config.inventory.by_mac:
+                return None  # listed devices are served by hostname only
+            if latest_lease(self.table, mac) is None:
+                return None
+            return device_view(self.config, self.table, device=None, mac=mac)
+        return None
+
+    def get(self, path: str, peer: tuple[str, int]) -> bytes:
+        """Rendered bytes, or a TftpRefusal; never a partial config."""
+        view = self.view_for_path(path)
+        if view is None:
+            raise TftpRefusal(ERR_NOT_FOUND, f"{path}: no such device config")
+        start = time.perf_counter()
+        try:
+            data = self.renderer.render(view)
+        except RenderError as exc:
+            log.error("%s render %s failed: %s", view.mac, path, exc)
+            if self.on_error is not None:
+                self.on_error(view.mac, exc)
+            raise TftpRefusal(ERR_NOT_DEFINED, f"config for {view.hostname} cannot be rendered: "
+                                               f"{exc.message} ({exc.file}:{exc.line})"[:400]) from None
+        log.info("%s render %s (%s) %d bytes in %.1f ms for %s", view.mac, path, self.renderer.template_for(view),
+                 len(data), (time.perf_counter() - start) * 1000, peer[0])
+        return data

@@ -1,0 +1,466 @@
+"""Read-only TFTP server: the asyncio shell around `ReadSession` (RFC 1350 §4 TIDs, RFC 2347-2349, 7440).
+
+One listening socket receives requests with ``IP_PKTINFO`` so each transfer can reply from the address
+the client talked to. Every transfer gets its own ephemeral UDP socket (a new TID, RFC 1350 §4), bound to
+that address, read with ``add_reader`` and sent on directly; there is no thread per session and a single
+lazily re-armed timer per session, so thousands of concurrent transfers cost one epoll set.
+
+Malformed datagrams to the listener are counted, logged at debug level and dropped without a reply: an
+ERROR would make the server a reflector for spoofed garbage, and a real client never sends one. WRQ is
+answered with ERROR 2 "read-only server"; requests beyond ``max_sessions`` with ERROR 0 "server busy".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import errno
+import ipaddress
+import logging
+import signal
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ztp.tftp.content import ContentProvider, StaticRoot, TftpRefusal
+from ztp.tftp.packet import (
+    ERR_ACCESS,
+    ERR_UNDEFINED,
+    ERR_UNKNOWN_TID,
+    ReadRequest,
+    TftpMalformed,
+    WriteRequest,
+    error_datagram,
+    parse,
+)
+from ztp.tftp.session import MAX_BLKSIZE, ReadSession
+
+IP_PKTINFO = 8  # Linux <linux/in.h>; missing from Python 3.11's socket module
+IPV6_PKTINFO = 50  # Linux <linux/in6.h>
+_IN_PKTINFO = struct.Struct("=I4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
+_IN6_PKTINFO = struct.Struct("=16sI")  # ipi6_addr, ipi6_ifindex
+_LISTEN_RCVBUF = 4 * 1024 * 1024
+_DRAIN_LIMIT = 256  # datagrams read per readiness event, so one busy socket cannot starve the loop
+_SESSION_RECV = 2048  # ACK and ERROR are small; anything longer is truncated garbage anyway
+
+log_default = logging.getLogger("ztp.tftp")
+
+
+def _printable(name: str) -> str:
+    return name if name.isprintable() and " " not in name else ascii(name)
+
+
+class _Transfer:
+    """One RRQ on its own socket: moves datagrams and timer events between the loop and a ReadSession."""
+
+    __slots__ = ("server", "sock", "session", "peer", "filename", "prefix", "_pending", "_timer",
+                 "_timer_at", "_writer", "_closed")
+
+    def __init__(self, server: TftpServer, sock: socket.socket, session: ReadSession,
+                 peer: tuple[str, int], filename: str, prefix: str) -> None:
+        self.server = server
+        self.sock = sock
+        self.session = session
+        self.peer = peer
+        self.filename = filename
+        self.prefix = prefix
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._writer = False
+        self._closed = False
+
+    def start(self) -> None:
+        self.server._loop.add_reader(self.sock.fileno(), self._on_readable)
+        self._pump()
+
+    def _on_readable(self) -> None:
+        sock = self.sock
+        session = self.session
+        peer = self.peer
+        now = self.server._loop.time()
+        for _ in range(_DRAIN_LIMIT):
+            try:
+                data, addr = sock.recvfrom(_SESSION_RECV)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue  # e.g. a queued ICMP error; the timer decides the session's fate
+            if addr[0] != peer[0] or addr[1] != peer[1]:
+                self.server._wrong_tid(sock, addr)
+                continue
+            session.receive(data, now)
+        self._pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.session.handle_timer(self.server._loop.time())
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send what the session queued, then re-arm the timer or finish."""
+        if self._closed:
+            return
+        out = self.session.datagrams_to_send()
+        if out:
+            self._pending.extend(out)
+            if not self._writer:
+                self._flush()
+        deadline = self.session.next_deadline()
+        if deadline is None:
+            if not self._pending:
+                self.server._finish(self)
+            return
+        # Lazy timer: progress only pushes the deadline later, so a handle armed for an earlier time just
+        # fires, finds nothing due and re-arms; that is one timer event per timeout period, not per block.
+        if self._timer is None or self._timer_at > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.server._loop.call_at(deadline, self._on_timer)
+
+    def _flush(self) -> None:
+        pending = self._pending
+        sock = self.sock
+        peer = self.peer
+        while pending:
+            try:
+                sock.sendto(pending[0], peer)
+            except (BlockingIOError, InterruptedError):
+                if not self._writer:
+                    self._writer = True
+                    self.server._loop.add_writer(sock.fileno(), self._on_writable)
+                return
+            except OSError as exc:
+                # Unreachable peer or similar: drop this datagram, retransmission covers real loss.
+                self.server.log.debug("%stftp send to %s:%d failed: %s", self.prefix, peer[0], peer[1], exc)
+            pending.popleft()
+        if self._writer:
+            self._writer = False
+            self.server._loop.remove_writer(sock.fileno())
+
+    def _on_writable(self) -> None:
+        self._flush()
+        if not self._pending and self.session.next_deadline() is None:
+            self.server._finish(self)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = self.server._loop
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        fd = self.sock.fileno()
+        if fd >= 0:
+            loop.remove_reader(fd)
+            if self._writer:
+                loop.remove_writer(fd)
+        self.sock.close()
+
+
+class TftpServer:
+    """Read-only TFTP server on one event loop; content comes from a `ContentProvider`."""
+
+    _loop: asyncio.AbstractEventLoop  # the running loop, captured by start()
+
+    def __init__(
+        self,
+        content: ContentProvider,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 69,
+        log: logging.Logger | None = None,
+        describe_peer: Callable[[str], str] | None = None,
+        max_sessions: int = 10000,
+        max_blksize: int = MAX_BLKSIZE,
+        max_window: int = 64,
+        timeout: float = 1.0,
+        retries: int = 5,
+    ) -> None:
+        self.content = content
+        self.host = host
+        self.port = port
+        self.log = log or log_default
+        self.describe_peer = describe_peer
+        self.max_sessions = max_sessions
+        self.max_blksize = max_blksize
+        self.max_window = max_window
+        self.timeout = timeout
+        self.retries = retries
+        self.on_complete: Callable[[str, str, int], None] | None = None
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("rrq", "wrq_refused", "completed", "failed", "malformed", "refused", "active", "busy",
+             "internal_error", "wrong_tid", "duplicate_rrq", "stray", "bytes_sent", "retransmits"), 0)
+        self._sock: socket.socket | None = None
+        self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._wildcard = host in ("", "0.0.0.0", "::")
+        self._transfers: dict[tuple[str, int], _Transfer] = {}
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port); useful with port=0."""
+        if self._sock is None:
+            raise RuntimeError("server not started")
+        name = self._sock.getsockname()
+        return name[0], name[1]
+
+    async def start(self) -> None:
+        """Bind the listener (SO_REUSEADDR, large SO_RCVBUF, packet info) and start serving."""
+        self._loop = asyncio.get_running_loop()
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _LISTEN_RCVBUF)
+            if self._family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            sock.setblocking(False)
+            sock.bind((self.host, self.port))
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._loop.add_reader(sock.fileno(), self._on_request)
+        self.log.info("tftp listening on %s:%d (read-only)", *self.address)
+
+    async def close(self) -> None:
+        """Stop the listener and abandon every transfer in progress."""
+        if self._sock is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        for transfer in list(self._transfers.values()):
+            transfer.close()
+        self._transfers.clear()
+        self.counters["active"] = 0
+
+    # -- listener -----------------------------------------------------------------------------------------
+
+    def _on_request(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        info = _IN6_PKTINFO if self._family == socket.AF_INET6 else _IN_PKTINFO
+        cmsg_size = socket.CMSG_SPACE(info.size)
+        for _ in range(_DRAIN_LIMIT):
+            try:
+                data, ancdata, _flags, addr = sock.recvmsg(65535, cmsg_size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.log.debug("tftp listener recv: %s", exc)
+                continue
+            peer = (addr[0], addr[1])
+            local, ifindex = self._local_address(ancdata)
+            try:
+                self._on_datagram(data, peer, local, ifindex)
+            except Exception:  # one request must never take the listener down
+                self.counters["internal_error"] += 1
+                self.log.exception("tftp: unexpected error handling a request from %s:%d", *peer)
+
+    def _local_address(self, ancdata: list[tuple[int, int, bytes]]) -> tuple[str, int]:
+        for level, kind, raw in ancdata:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(raw) >= _IN_PKTINFO.size:
+                ifindex, spec_dst, _dst = _IN_PKTINFO.unpack_from(raw)
+                # spec_dst is the local address routing would use: the unicast destination itself, or the
+                # interface address when the request came to a broadcast address.
+                return socket.inet_ntop(socket.AF_INET, spec_dst), ifindex
+            if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(raw) >= _IN6_PKTINFO.size:
+                dst, ifindex = _IN6_PKTINFO.unpack_from(raw)
+                return socket.inet_ntop(socket.AF_INET6, dst), ifindex
+        return self.host, 0
+
+    def _prefix(self, peer: tuple[str, int]) -> str:
+        if self.describe_peer is not None:
+            try:
+                return f"{self.describe_peer(peer[0])} "
+            except Exception:
+                self.log.exception("tftp: describe_peer(%r) failed", peer[0])
+        return f"{peer[0]}:{peer[1]} "
+
+    def _on_datagram(self, data: bytes, peer: tuple[str, int], local: str, ifindex: int) -> None:
+        try:
+            pkt = parse(data)
+        except TftpMalformed as exc:
+            self.counters["malformed"] += 1
+            self.log.debug("tftp: dropped malformed datagram from %s:%d: %s", peer[0], peer[1], exc)
+            return
+        if isinstance(pkt, WriteRequest):
+            self.counters["wrq_refused"] += 1
+            self.log.info("%stftp WRQ %s -> refused (read-only server)", self._prefix(peer),
+                          _printable(pkt.filename))
+            self._reply(error_datagram(ERR_ACCESS, "read-only server"), peer, local, ifindex)
+            return
+        if not isinstance(pkt, ReadRequest):
+            self.counters["stray"] += 1  # DATA/ACK/ERROR/OACK belong on a session port
+            self.log.debug("tftp: dropped stray %s from %s:%d on the listener", type(pkt).__name__, *peer)
+            return
+        self.counters["rrq"] += 1
+        existing = self._transfers.get(peer)
+        if existing is not None and existing.filename == pkt.filename:
+            # The client retransmitted its RRQ before our first reply reached it; that session answers.
+            self.counters["duplicate_rrq"] += 1
+            return
+        self._start_transfer(pkt, peer, local, ifindex)
+
+    def _start_transfer(self, req: ReadRequest, peer: tuple[str, int], local: str, ifindex: int) -> None:
+        prefix = self._prefix(peer)
+        name = _printable(req.filename)
+        if len(self._transfers) >= self.max_sessions:
+            self.counters["busy"] += 1
+            self.log.warning("%stftp RRQ %s -> refused: %d sessions active", prefix, name,
+                             len(self._transfers))
+            self._reply(error_datagram(ERR_UNDEFINED, "server busy"), peer, local, ifindex)
+            return
+        try:
+            content = self.content.get(req.filename, peer)
+        except TftpRefusal as refusal:
+            self.counters["refused"] += 1
+            self.log.info("%stftp RRQ %s -> refused: %s (error %d)", prefix, name, refusal.message,
+                          refusal.code)
+            self._reply(error_datagram(refusal.code, refusal.message), peer, local, ifindex)
+            return
+        except Exception:
+            self.counters["internal_error"] += 1
+            self.log.exception("%stftp RRQ %s -> internal error in content provider", prefix, name)
+            self._reply(error_datagram(ERR_UNDEFINED, "internal error"), peer, local, ifindex)
+            return
+        try:
+            sock = self._session_socket(local, ifindex)
+        except OSError as exc:
+            self.counters["busy"] += 1
+            self.log.warning("%stftp RRQ %s -> cannot open a session socket: %s", prefix, name, exc)
+            self._reply(error_datagram(ERR_UNDEFINED, "server busy"), peer, local, ifindex)
+            return
+        session = ReadSession(content, req, self._loop.time(), max_blksize=self.max_blksize,
+                              default_timeout=self.timeout, retries=self.retries, max_window=self.max_window)
+        self._tune_sndbuf(sock, session)
+        transfer = _Transfer(self, sock, session, peer, req.filename, prefix)
+        old = self._transfers.pop(peer, None)
+        if old is not None:  # same client port asking for another file: the old transfer is abandoned
+            old.close()
+        self._transfers[peer] = transfer
+        self.counters["active"] = len(self._transfers)
+        opts = " ".join(f"{k}={v}" for k, v in req.options.items())
+        self.log.info("%stftp RRQ %s %s%s", prefix, name, req.mode, f" {opts}" if opts else "")
+        transfer.start()
+
+    def _session_socket(self, local: str, ifindex: int) -> socket.socket:
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            if self._family == socket.AF_INET6:
+                scope = ifindex if ipaddress.IPv6Address(local).is_link_local else 0
+                sock.bind((local, 0, 0, scope))
+            else:
+                sock.bind((local, 0))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    @staticmethod
+    def _tune_sndbuf(sock: socket.socket, session: ReadSession) -> None:
+        # A full window must fit in the send buffer or it stalls on EAGAIN; the default (~208 KiB) is
+        # plenty for blksize 1468 x 64 but not for large blocks.
+        need = 2 * session.windowsize * (session.blksize + 64)
+        if need > 200_000:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, min(need, 8 * 1024 * 1024))
+            except OSError:
+                pass
+
+    def _reply(self, datagram: bytes, peer: tuple[str, int], local: str, ifindex: int) -> None:
+        """Send a one-off ERROR from the listener, sourced from the address the client talked to."""
+        sock = self._sock
+        if sock is None:
+            return
+        ancillary: list[tuple[int, int, bytes]] = []
+        if self._wildcard and self._family == socket.AF_INET and local != self.host:
+            spec = socket.inet_pton(socket.AF_INET, local)
+            ancillary.append((socket.IPPROTO_IP, IP_PKTINFO, _IN_PKTINFO.pack(0, spec, bytes(4))))
+        elif self._wildcard and self._family == socket.AF_INET6 and local != self.host:
+            spec = socket.inet_pton(socket.AF_INET6, local)
+            ancillary.append((socket.IPPROTO_IPV6, IPV6_PKTINFO, _IN6_PKTINFO.pack(spec, ifindex)))
+        try:
+            sock.sendmsg([datagram], ancillary, 0, peer)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self.log.debug("tftp: reply to %s:%d failed: %s", peer[0], peer[1], exc)
+
+    def _wrong_tid(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+        """RFC 1350 §4: a datagram from an unknown TID gets ERROR 5; the transfer is not disturbed."""
+        self.counters["wrong_tid"] += 1
+        try:
+            sock.sendto(error_datagram(ERR_UNKNOWN_TID, "unknown transfer ID"), addr)
+        except OSError:
+            pass
+
+    def _finish(self, transfer: _Transfer) -> None:
+        if self._transfers.get(transfer.peer) is transfer:
+            del self._transfers[transfer.peer]
+        transfer.close()
+        self.counters["active"] = len(self._transfers)
+        session = transfer.session
+        elapsed_ms = ((session.finished or self._loop.time()) - session.started) * 1000
+        opts = " ".join(f"{k}={v}" for k, v in session.accepted.items())
+        what = f"{transfer.prefix}tftp RRQ {_printable(transfer.filename)}{' ' + opts if opts else ''}"
+        self.counters["bytes_sent"] += session.bytes_sent
+        self.counters["retransmits"] += session.retransmits
+        if session.done:
+            self.counters["completed"] += 1
+            extra = f", {session.retransmits} retransmit(s)" if session.retransmits else ""
+            self.log.info("%s -> sent %d bytes in %.0f ms%s", what, session.size, elapsed_ms, extra)
+            if self.on_complete is not None:
+                try:
+                    self.on_complete(transfer.peer[0], transfer.filename, session.size)
+                except Exception:
+                    self.log.exception("tftp: on_complete hook failed")
+        else:
+            self.counters["failed"] += 1
+            self.log.warning("%s -> failed after %d of %d bytes in %.0f ms: %s", what, session.bytes_sent,
+                             session.size, elapsed_ms, session.failed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ztp.tftp.server --root DIR --host ADDR --port N`: serve a directory read-only."""
+    parser = argparse.ArgumentParser(prog="python -m ztp.tftp.server", description=main.__doc__)
+    parser.add_argument("--root", type=Path, required=True, help="directory to serve")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=69)
+    parser.add_argument("--max-blksize", type=int, default=MAX_BLKSIZE)
+    parser.add_argument("--max-sessions", type=int, default=10000)
+    parser.add_argument("--timeout", type=float, default=1.0, help="default retransmit timeout (s)")
+    parser.add_argument("--retries", type=int, default=5)
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+
+    async def serve() -> None:
+        server = TftpServer(StaticRoot(args.root), host=args.host, port=args.port,
+                            max_blksize=args.max_blksize, max_sessions=args.max_sessions,
+                            timeout=args.timeout, retries=args.retries)
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"listening {server.address[0]}:{server.address[1]}", file=sys.stderr, flush=True)
+        await stop.wait()
+        await server.close()
+        print(f"counters {server.counters}", file=sys.stderr, flush=True)
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""One read transfer as a sans-I/O state machine (RFC 1350, RFC 2347/2348/2349, RFC 7440).
+
+The session is fed datagrams from its peer and the current time, and is asked for the datagrams to send
+and its next deadline; it never touches a socket or the clock. Blocks are numbered internally from 1
+without bound and put on the wire modulo 65536 (rollover to 0, as tftp-hpa, curl and atftp expect).
+
+Retransmission is driven only by the timer: a duplicate ACK is ignored, so a delayed ACK can never
+double the traffic (the Sorcerer's Apprentice bug, RFC 1123 §4.2.3.1). With a window (RFC 7440 §4) the
+client ACKs the last in-order block it holds, and the server resends the window from the block after it.
+"""
+
+from __future__ import annotations
+
+from ztp.tftp.packet import (
+    ERR_ILLEGAL_OP,
+    Ack,
+    Error,
+    OptionAck,
+    ReadRequest,
+    TftpMalformed,
+    build,
+    data_datagram,
+    error_datagram,
+    parse,
+)
+
+MIN_BLKSIZE = 8  # RFC 2348 §2
+MAX_BLKSIZE = 65464  # RFC 2348 §2
+DEFAULT_BLKSIZE = 512  # RFC 1350 §2
+MAX_WINDOW = 65535  # RFC 7440 §3
+
+
+def _int_option(value: str) -> int | None:
+    """A decimal option value, or None for anything RFC 2347 §2 says to ignore (not an error)."""
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 12:
+        return None
+    return int(value)
+
+
+def netascii(data: bytes) -> bytes:
+    """RFC 1350 §5 / RFC 764 netascii: LF -> CR LF, bare CR -> CR NUL."""
+    return data.replace(b"\r", b"\r\0").replace(b"\n", b"\r\n")
+
+
+class ReadSession:
+    """One RRQ transfer: option negotiation, windowed DATA, ACK tracking, timer-driven retransmission.
+
+    Finishes as `done` when the final (short or empty) block is acknowledged, or `failed` (a reason) after
+    `retries` timeouts in a row or an ERROR from the peer.
+    """
+
+    def __init__(
+        self,
+        data: bytes,
+        request: ReadRequest,
+        now: float,
+        *,
+        max_blksize: int = MAX_BLKSIZE,
+        default_timeout: float = 1.0,
+        retries: int = 5,
+        max_window: int = 64,
+        backoff: float = 1.0,
+    ) -> None:
+        self.request = request
+        self._failed: str | None = None
+        self._done = False
+        self.bytes_sent = 0  # payload bytes acknowledged by the peer
+        self.retransmits = 0
+        self.ignored = 0  # datagrams from the peer that did not move the transfer
+        self.accepted: dict[str, str] = {}  # the options granted in the OACK
+        self.started = now
+        self.finished: float | None = None
+        self._out: list[bytes] = []
+        self._retries = max(0, retries)
+        self._backoff = max(1.0, backoff)
+        self._tries = 0
+
+        if request.mode == "netascii":
+            data = netascii(data)
+        elif request.mode != "octet":
+            # RFC 1350 §5 mail mode is obsolete; anything else is not a mode.
+            self._fail(f"unsupported mode {request.mode!r}", ERR_ILLEGAL_OP,
+                       f"mode {request.mode!r} not supported")
+            data = b""
+        self._data = memoryview(data)
+        self.size = len(data)
+
+        self.blksize = DEFAULT_BLKSIZE
+        self.windowsize = 1
+        self.timeout = default_timeout
+        self._negotiate(request.options, max(MIN_BLKSIZE, min(max_blksize, MAX_BLKSIZE)),
+                        max(1, min(max_window, MAX_WINDOW)))
+
+        # Every transfer ends with a block shorter than blksize, possibly empty (RFC 1350 §6).
+        self.total_blocks = self.size // self.blksize + 1
+        self._acked = 0  # highest block (absolute) the peer has acknowledged
+        self._sent = 0  # highest block (absolute) put on the wire so far
+        self._oack_pending = bool(self.accepted)
+        self._deadline: float | None = None
+        if self.failed is None:
+            self._transmit(now)
+
+    # -- negotiation --------------------------------------------------------------------------------------
+
+    def _negotiate(self, options: dict[str, str], max_blksize: int, max_window: int) -> None:
+        """RFC 2347 §2: grant what we understand; an unknown option or unusable value is just left out."""
+        if "blksize" in options:  # RFC 2348 §2: the server may answer with a smaller value
+            value = _int_option(options["blksize"])
+            if value is not None and value >= MIN_BLKSIZE:
+                self.blksize = min(value, max_blksize)
+                self.accepted["blksize"] = str(self.blksize)
+        if "timeout" in options:  # RFC 2349 §2: must be echoed unchanged, or left out
+            value = _int_option(options["timeout"])
+            if value is not None and 1 <= value <= 255:
+                self.timeout = float(value)
+                self.accepted["timeout"] = str(value)
+        if "tsize" in options:  # RFC 2349 §4: a reader sends 0, the server replies with the size
+            value = _int_option(options["tsize"])
+            if value is not None:
+                self.accepted["tsize"] = str(self.size)
+        if "windowsize" in options:  # RFC 7440 §3: the server may answer with a smaller value
+            value = _int_option(options["windowsize"])
+            if value is not None and value >= 1:
+                self.windowsize = min(value, max_window)
+                self.accepted["windowsize"] = str(self.windowsize)
+
+    # -- driving ------------------------------------------------------------------------------------------
+
+    def receive(self, datagram: bytes, now: float) -> None:
+        """Feed one datagram from the peer's TID (the I/O layer answers other TIDs with ERROR 5)."""
+        if self._done or self._failed is not None:
+            return
+        if len(datagram) == 4 and datagram[0] == 0 and datagram[1] == 4:  # the hot path: a bare ACK
+            self._on_ack((datagram[2] << 8) | datagram[3], now)
+            return
+        try:
+            pkt = parse(datagram)
+        except TftpMalformed:
+            # A garbled datagram from the right TID should not kill a transfer the timer can still save.
+            self.ignored += 1
+            return
+        if isinstance(pkt, Ack):
+            self._on_ack(pkt.block, now)
+        elif isinstance(pkt, Error):
+            self._fail(f"peer sent error {pkt.code}: {pkt.message}")
+        else:
+            self.ignored += 1
+
+    def _on_ack(self, wire_block: int, now: float) -> None:
+        if self._oack_pending:
+            if wire_block != 0:  # RFC 2347 §2: the OACK is answered by ACK 0, anything else is stale
+                self.ignored += 1
+                return
+            self._oack_pending = False
+            self._tries = 0
+            self._transmit(now)
+            return
+        # Map the 16-bit number onto the blocks in flight; the window is far smaller than 65536, so the
+        # match is unique across rollover.
+        block = self._acked + ((wire_block - self._acked) & 0xFFFF)
+        if block <= self._acked or block > self._sent:
+            self.ignored += 1  # duplicate or stale: never retransmit on it (Sorcerer's Apprentice)
+            return
+        self.bytes_sent = min(block * self.blksize, self.size)
+        self._acked = block
+        self._tries = 0
+        if block >= self.total_blocks:
+            self._done = True
+            self.finished = now
+            self._deadline = None
+            return
+        self._transmit(now)
+
+    def _transmit(self, now: float) -> None:
+        """(Re)send what the peer is missing: the OACK, or the window after the last ACKed block."""
+        if self._oack_pending:
+            self._out.append(build(OptionAck(self.accepted)))
+        else:
+            first = self._acked + 1
+            last = min(self._acked + self.windowsize, self.total_blocks)
+            bs = self.blksize
+            data = self._data
+            for block in range(first, last + 1):
+                off = (block - 1) * bs
+                self._out.append(data_datagram(block, data[off:off + bs]))
+            self._sent = max(self._sent, last)
+        self._deadline = now + self.timeout * (self._backoff ** self._tries)
+
+    def datagrams_to_send(self) -> list[bytes]:
+        """The datagrams queued since the last call, in order; the queue is emptied."""
+        out, self._out = self._out, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When `handle_timer` should next be called, or None once the session has ended."""
+        if self.done or self.failed is not None:
+            return None
+        return self._deadline
+
+    def handle_timer(self, now: float) -> None:
+        """Retransmit if the deadline has passed, or fail after `retries` consecutive timeouts."""
+        if self._deadline is None or now < self._deadline or self.done or self.failed is not None:
+            return
+        if self._tries >= self._retries:
+            waiting = "ACK of OACK" if self._oack_pending else f"ACK of block {self._acked + 1}"
+            self._fail(f"timeout waiting for {waiting} after {self._tries} retransmission(s)")
+            return
+        self._tries += 1
+        self.retransmits += 1
+        self._transmit(now)
+
+    def _fail(self, reason: str, code: int | None = None, message: str = "") -> None:
+        self._failed = reason
+        self._deadline = None
+        if code is not None:
+            self._out.append(error_datagram(code, message))
+
+    @property
+    def done(self) -> bool:
+        """True once the final block has been acknowledged."""
+        return self._done
+
+    @property
+    def failed(self) -> str | None:
+        """Why the transfer was abandoned (timeout, peer ERROR, bad mode), or None."""
+        return self._failed
+
+    @property
+    def acked_blocks(self) -> int:
+        """Blocks acknowledged so far (absolute count, not the 16-bit wire number)."""
+        return self._acked
