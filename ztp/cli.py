@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ztp import __version__
+from ztp.agent import cli as agent_cli
 from ztp.config import Config, ConfigError, Problem, load_config, normalize_mac
 from ztp.leases.store import database_path, load_leases
 from ztp.leases.table import LeaseTable
@@ -164,14 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     leases.add_argument("--json", action="store_true")
     leases.set_defaults(func=cmd_leases)
 
-    try:
-        from ztp.agent import cli as agent_cli
-    except ImportError:
-        agent_cli = None  # type: ignore[assignment]
-    if agent_cli is not None and hasattr(agent_cli, "add_arguments"):
-        agent = sub.add_parser("agent", help="emulate a switch (or a fleet) booting with ZTP")
-        agent_cli.add_arguments(agent)
-        agent.set_defaults(func=agent_cli.run)
+    agent = sub.add_parser("agent", help="emulate a switch (or a fleet) booting with ZTP")
+    agent_cli.add_arguments(agent)
+    agent.set_defaults(func=agent_cli.run)
     try:
         from ztp.relay import cli as relay_cli
     except ImportError:

@@ -11,6 +11,8 @@ from typing import Final
 
 IP_PKTINFO: Final = 8  # Linux value; absent from Python 3.11's socket module
 SIOCGIFADDR: Final = 0x8915
+SO_SNDBUFFORCE: Final = 32
+SO_RCVBUFFORCE: Final = 33
 _PKTINFO = struct.Struct("=I4s4s")  # struct in_pktinfo: ipi_ifindex, ipi_spec_dst, ipi_addr
 
 
@@ -26,11 +28,17 @@ def udp_socket(host: str, port: int, *, broadcast: bool = False, pktinfo: bool =
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         if device:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
-        for opt, size in ((socket.SO_RCVBUF, rcvbuf), (socket.SO_SNDBUF, sndbuf)):
+        # The *FORCE variants (CAP_NET_ADMIN) go past net.core.rmem_max, which would otherwise silently cap a
+        # burst-absorbing buffer at ~200 KiB: a boot storm then loses DISCOVERs in the kernel.
+        for force, plain, size in ((SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf),
+                                   (SO_SNDBUFFORCE, socket.SO_SNDBUF, sndbuf)):
             try:
-                sock.setsockopt(socket.SOL_SOCKET, opt, size)
+                sock.setsockopt(socket.SOL_SOCKET, force, size)
             except OSError:
-                pass
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, plain, size)
+                except OSError:
+                    pass
         sock.bind((host, port))
         sock.setblocking(False)
     except BaseException:
