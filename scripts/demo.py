@@ -1,11 +1,13 @@
-"""`make demo`: a lab of network namespaces, `ztp serve` with the repo's example config, a few emulated
-switches booting against it; prints what each device got, then tears everything down.
+"""`make demo`: a lab of network namespaces, `ztp serve` with the repo's example config, a few switches
+emulated by `ztp agent` booting against it, then a small boot storm;
+prints what each device got, then tears everything down.
 
 Everything runs inside namespaces this script creates; nothing touches the host's network.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,13 +15,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from ztp.lab import Lab, LabError, dhclient_argv, require_root
+from ztp.lab import Lab, LabError, require_root
 
 REPO = Path(__file__).resolve().parents[1]
 ZTP = [sys.executable, "-m", "ztp"]
 SWITCHES = [("02:00:00:00:00:01", "leaf01"), ("02:00:00:00:00:02", "leaf02"),
             ("02:00:00:00:00:10", "spine01"), ("02:00:00:00:00:99", "(not in inventory)")]
+FLEET = 50
 
 
 def demo_config(tmp: Path) -> Path:
@@ -32,27 +36,15 @@ def demo_config(tmp: Path) -> Path:
     return path
 
 
-def boot_with_dhclient(lab: Lab, ns: str, tmp: Path) -> dict[str, str]:
-    """DHCP with ISC dhclient (contained script), then fetch the boot file with tftp-hpa."""
-    out = tmp / f"{ns}.env"
-    proc = lab.spawn(ns, dhclient_argv("eth0", lease_file=tmp / f"{ns}.leases", pid_file=tmp / f"{ns}.pid",
-                                       script=REPO / "tests/data/dhclient-script",
-                                       conf=REPO / "tests/data/dhclient.conf", out_file=out),
-                     log=tmp / f"{ns}.dhclient.log")
+def boot_with_agent(lab: Lab, ns: str, mac: str, out: Path) -> dict[str, Any]:
+    """One emulated switch: `ztp agent` does DHCP, finds the boot server and file, fetches it over TFTP."""
+    res = lab.run(ns, [*ZTP, "agent", "--interface", "eth0", "--mac", mac, "--out", str(out), "--json",
+                       "--timeout", "30"], timeout=60, check=False)
     try:
-        lab.wait_for(lambda: out.exists() and "reason=BOUND" in out.read_text(), 30, f"{ns} bound")
-    finally:
-        lab.stop(proc)
-    env: dict[str, str] = {}
-    for line in out.read_text().splitlines():
-        key, _, value = line.partition("=")
-        env[key] = value
-    server, boot = env.get("new_tftp_server_name") or env.get("new_next_server", ""), env.get("new_bootfile_name", "")
-    cfg = tmp / f"{ns}.cfg"
-    if boot:
-        lab.run(ns, ["tftp", "-m", "binary", server, "-c", "get", boot, str(cfg)], timeout=20)
-    env["config"] = cfg.read_text() if cfg.exists() else ""
-    return env
+        result: dict[str, Any] = json.loads(res.stdout)
+    except json.JSONDecodeError:
+        return {"status": "failed", "reason": (res.stderr or res.stdout).strip()[-300:]}
+    return result
 
 
 def main() -> int:
@@ -80,20 +72,33 @@ def main() -> int:
         for i, (mac, name) in enumerate(SWITCHES, 1):
             ns = lab.ns(f"sw{i}")
             lab.attach(seg, ns, "eth0", mac=mac)
-            try:
-                env = boot_with_dhclient(lab, ns, tmp)
-            except LabError as exc:
+            out = tmp / f"sw{i}"
+            out.mkdir()
+            result = boot_with_agent(lab, ns, mac, out)
+            if result.get("status") != "provisioned":
                 failures += 1
-                print(f"\n-- switch {i} {mac} {name}: FAILED ({exc})")
+                print(f"\n-- switch {i} {mac} {name}: FAILED at {result.get('stage')}: {result.get('reason')}")
                 continue
-            print(f"\n-- switch {i} {mac} {name}: {env.get('new_ip_address')} "
-                  f"hostname={env.get('new_host_name', '-')} boot={env.get('new_tftp_server_name')}:"
-                  f"{env.get('new_bootfile_name')} ({len(env['config'])} bytes)")
-            for line in env["config"].splitlines()[:8]:
+            timings = result.get("timings", {})
+            print(f"\n-- switch {i} {mac} {name}: {result['ip']}/{result['prefixlen']} "
+                  f"boot={result['boot_server']}:{result['boot_file']} ({result['bytes']} bytes, "
+                  f"sha256 {str(result['sha256'])[:12]}, total {timings.get('total', 0) * 1000:.0f} ms)")
+            config_text = Path(result["path"]).read_text()
+            for line in config_text.splitlines()[:8]:
                 print(f"   | {line}")
         print(f"\n== {len(SWITCHES) - failures}/{len(SWITCHES)} switches provisioned in "
               f"{time.monotonic() - started:.1f}s; lease table:")
         print(subprocess.run([*ZTP, "leases", "--config", str(config)], capture_output=True, text=True).stdout)
+        print(f"== a boot storm: {FLEET} more switches through one port of the segment (ztp agent --count)")
+        fleet_ns = lab.ns("fleet")
+        lab.attach(seg, fleet_ns, "eth0")
+        fleet = lab.run(fleet_ns, [*ZTP, "agent", "--interface", "eth0", "--count", str(FLEET), "--concurrency",
+                                   "25", "--no-progress", "--out", str(tmp / "fleet"), "--timeout", "60"],
+                        timeout=180, check=False)
+        print(fleet.stdout)
+        if fleet.returncode != 0:
+            failures += 1
+            print(fleet.stderr[-2000:])
         lab.stop(server, sig=signal.SIGTERM)
         print("== appliance log (last lines):")
         for line in log.read_text().splitlines()[-12:]:
