@@ -16,6 +16,7 @@ from ztp.config import Config, ConfigError, Problem, load_config, normalize_mac
 from ztp.leases.store import database_path, load_leases
 from ztp.leases.table import LeaseTable
 from ztp.provision import device_view
+from ztp.relay import cli as relay_cli
 from ztp.render import Renderer, RenderError
 
 
@@ -168,14 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     agent = sub.add_parser("agent", help="emulate a switch (or a fleet) booting with ZTP")
     agent_cli.add_arguments(agent)
     agent.set_defaults(func=agent_cli.run)
-    try:
-        from ztp.relay import cli as relay_cli
-    except ImportError:
-        relay_cli = None  # type: ignore[assignment]
-    if relay_cli is not None and hasattr(relay_cli, "add_arguments"):
-        relay = sub.add_parser("relay", help="DHCP relay agent (RFC 1542, option 82)")
-        relay_cli.add_arguments(relay)
-        relay.set_defaults(func=relay_cli.run)
+    relay = sub.add_parser("relay", help="DHCP relay agent (RFC 1542, RFC 3046 option 82)")
+    relay_cli.add_arguments(relay)
+    relay.set_defaults(func=relay_cli.run)
     return parser
 
 
