@@ -47,6 +47,49 @@ def boot_with_agent(lab: Lab, ns: str, mac: str, out: Path) -> dict[str, Any]:
     return result
 
 
+def report(label: str, result: dict[str, Any]) -> int:
+    """Print one device's outcome and the first lines of its config; 1 if it failed."""
+    if result.get("status") != "provisioned":
+        print(f"\n-- {label}: FAILED at {result.get('stage')}: {result.get('reason')}")
+        return 1
+    timings = result.get("timings", {})
+    print(f"\n-- {label}: {result['ip']}/{result['prefixlen']} "
+          f"boot={result['boot_server']}:{result['boot_file']} ({result['bytes']} bytes, "
+          f"sha256 {str(result['sha256'])[:12]}, total {timings.get('total', 0) * 1000:.0f} ms)")
+    for line in Path(result["path"]).read_text().splitlines()[:8]:
+        print(f"   | {line}")
+    return 0
+
+
+def boot_through_relay(lab: Lab, srv: str, tmp: Path) -> int:
+    """A remote site: `ztp relay` between the appliance (10.50.0.0/24) and a switch segment (10.70.0.0/24).
+
+    The switch's MAC is not in the inventory: it is recognised by the relay's option-82 circuit-id
+    (`r1-port7`, the port it is plugged into) and becomes leaf07.
+    """
+    relay_ns = lab.ns("relay")
+    lab.link(srv, "r1", relay_ns, "up0", addr_a="10.50.0.1/24", addr_b="10.50.0.2/24")
+    remote = lab.segment("remote")
+    lab.attach(remote, relay_ns, "down0", addr="10.70.0.1/24")
+    lab.run(srv, ["ip", "route", "add", "10.70.0.0/24", "via", "10.50.0.2"])
+    lab.run(relay_ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    relay = lab.spawn(relay_ns, [*ZTP, "relay", "--client-interface", "down0", "--server", "10.50.0.1",
+                                 "--circuit-id", "r1-port7"], log=tmp / "relay.log",
+                      env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lab.wait_udp_listening(relay_ns, 67)
+    ns = lab.ns("remote1")
+    mac = "02:00:00:00:07:07"
+    lab.attach(remote, ns, "eth0", mac=mac)
+    out = tmp / "remote1"
+    out.mkdir()
+    failed = report(f"remote switch {mac} behind ztp relay (circuit-id r1-port7)",
+                    boot_with_agent(lab, ns, mac, out))
+    lab.stop(relay)
+    for line in (tmp / "relay.log").read_text().splitlines()[-4:]:
+        print(f"   relay: {line}")
+    return failed
+
+
 def main() -> int:
     try:
         require_root()
@@ -75,18 +118,9 @@ def main() -> int:
             out = tmp / f"sw{i}"
             out.mkdir()
             result = boot_with_agent(lab, ns, mac, out)
-            if result.get("status") != "provisioned":
-                failures += 1
-                print(f"\n-- switch {i} {mac} {name}: FAILED at {result.get('stage')}: {result.get('reason')}")
-                continue
-            timings = result.get("timings", {})
-            print(f"\n-- switch {i} {mac} {name}: {result['ip']}/{result['prefixlen']} "
-                  f"boot={result['boot_server']}:{result['boot_file']} ({result['bytes']} bytes, "
-                  f"sha256 {str(result['sha256'])[:12]}, total {timings.get('total', 0) * 1000:.0f} ms)")
-            config_text = Path(result["path"]).read_text()
-            for line in config_text.splitlines()[:8]:
-                print(f"   | {line}")
-        print(f"\n== {len(SWITCHES) - failures}/{len(SWITCHES)} switches provisioned in "
+            failures += report(f"switch {i} {mac} {name}", result)
+        failures += boot_through_relay(lab, srv, tmp)
+        print(f"\n== {len(SWITCHES) + 1 - failures}/{len(SWITCHES) + 1} switches provisioned in "
               f"{time.monotonic() - started:.1f}s; lease table:")
         print(subprocess.run([*ZTP, "leases", "--config", str(config)], capture_output=True, text=True).stdout)
         print(f"== a boot storm: {FLEET} more switches through one port of the segment (ztp agent --count)")
