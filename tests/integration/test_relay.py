@@ -451,3 +451,33 @@ def test_isc_dhcrelay_in_front_of_ztp_serve(topo: Topology) -> None:
     # dhcrelay -a put circuit-id "down1" in option 82; the appliance matched it to leaf03.
     assert env.get("new_host_name") == "leaf03"
     assert env.get("new_bootfile_name") == "leaf03.cfg"
+
+
+def test_our_agent_is_provisioned_through_our_relay_from_dnsmasq(topo: Topology) -> None:
+    # dnsmasq (DHCP + its own TFTP) is a server we did not write; our agent boots through our relay.
+    tftp_root = topo.tmp / "tftp"
+    tftp_root.mkdir()
+    config = b"hostname remote-sw\n" + bytes(range(256)) * 40
+    (tftp_root / "remote.cfg").write_bytes(config)
+    argv = [
+        "dnsmasq", "--no-daemon", "--port=0", "--conf-file=/dev/null", "--pid-file=",
+        "--interface=eth0", "--bind-interfaces", "--dhcp-authoritative", "--log-dhcp", "--no-ping",
+        "--dhcp-range=10.70.0.100,10.70.0.150,255.255.255.0,1h", "--dhcp-option=3,10.70.0.1",
+        f"--dhcp-leasefile={topo.tmp / 'dnsmasq.leases'}",
+        "--enable-tftp", f"--tftp-root={tftp_root}", f"--dhcp-boot=remote.cfg,,{SERVER}",
+    ]
+    topo.lab.spawn(topo.srv, argv, log=topo.tmp / "dnsmasq.log")
+    topo.lab.wait_udp_listening(topo.srv, 67, timeout=10)
+    topo.lab.run(topo.relay, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    cli = topo.client("agent", topo.seg_a, "02:00:00:00:aa:07")
+    topo.start_relay()
+    out = topo.tmp / "agent-out"
+    res = topo.lab.run(cli, [sys.executable, "-m", "ztp", "agent", "--interface", "eth0", "--json", "--out",
+                             str(out), "--timeout", "40"], timeout=60, check=False,
+                       )
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}\n{topo.relay_log()}"
+    result = json.loads(res.stdout)
+    assert IPv4Address(result["ip"]) in SEG_A
+    assert result["boot_server"] == SERVER and result["boot_file"] == "remote.cfg"
+    assert (out / "remote.cfg").read_bytes() == config
+    topo.wait_counter("relayed_reply", 2)
