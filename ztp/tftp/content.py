@@ -40,11 +40,12 @@ class StaticRoot:
 
     Refused with code 2 (access violation): absolute paths, ``..`` components, NUL bytes, symlinks that
     resolve outside the root, directories and non-regular files. Missing files are code 1. Recently read
-    files are cached by (inode, size, mtime) up to `cache_bytes`, so many devices fetching the same image
-    share one copy in memory and a changed file is re-read.
+    files are cached by (inode, size, mtime) up to `cache_bytes` in total, so a thousand devices fetching
+    the same boot image share one copy in memory (each session holds a reference, not a copy) and a
+    changed file is re-read.
     """
 
-    def __init__(self, root: Path, *, cache_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, root: Path, *, cache_bytes: int = 256 * 1024 * 1024) -> None:
         self.root = Path(root).resolve()
         self._cache: OrderedDict[tuple[int, int, int, int], bytes] = OrderedDict()
         self._cache_bytes = cache_bytes
@@ -75,7 +76,8 @@ class StaticRoot:
         """Content of the regular file `path` under the root (see class docstring for refusals)."""
         target = self.resolve(path)
         try:
-            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: opening a FIFO planted in the root must not block the event loop.
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except PermissionError:
             raise TftpRefusal(ERR_ACCESS, "permission denied") from None
         except IsADirectoryError:
@@ -105,7 +107,7 @@ class StaticRoot:
         return content
 
     def _remember(self, key: tuple[int, int, int, int], content: bytes) -> None:
-        if len(content) > self._cache_bytes // 4:
+        if len(content) > self._cache_bytes:
             return
         self._cache[key] = content
         self._cached += len(content)

@@ -18,6 +18,7 @@ import collections
 import errno
 import ipaddress
 import logging
+import resource
 import signal
 import socket
 import struct
@@ -212,6 +213,7 @@ class TftpServer:
     async def start(self) -> None:
         """Bind the listener (SO_REUSEADDR, large SO_RCVBUF, packet info) and start serving."""
         self._loop = asyncio.get_running_loop()
+        self._raise_fd_limit()
         sock = socket.socket(self._family, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -229,6 +231,16 @@ class TftpServer:
         self._sock = sock
         self._loop.add_reader(sock.fileno(), self._on_request)
         self.log.info("tftp listening on %s:%d (read-only)", *self.address)
+
+    def _raise_fd_limit(self) -> None:
+        """Every session holds a socket: lift the soft RLIMIT_NOFILE (often 1024) towards max_sessions."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = self.max_sessions + 256
+        if soft != resource.RLIM_INFINITY and soft < want:
+            new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            if new > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+                self.log.debug("tftp: raised the open-file limit from %d to %d", soft, new)
 
     async def close(self) -> None:
         """Stop the listener and abandon every transfer in progress."""

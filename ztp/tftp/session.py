@@ -117,7 +117,9 @@ class ReadSession:
                 self.accepted["timeout"] = str(value)
         if "tsize" in options:  # RFC 2349 §4: a reader sends 0, the server replies with the size
             value = _int_option(options["tsize"])
-            if value is not None:
+            # curl (lib/tftp.c) aborts on "tsize 0" in an OACK, so an empty file leaves the option out,
+            # which RFC 2347 §2 allows; the client then just sees the empty final block.
+            if value is not None and self.size > 0:
                 self.accepted["tsize"] = str(self.size)
         if "windowsize" in options:  # RFC 7440 §3: the server may answer with a smaller value
             value = _int_option(options["windowsize"])
