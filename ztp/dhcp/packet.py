@@ -132,7 +132,8 @@ def parse(data: bytes) -> DhcpPacket:
         raise MalformedPacket(f"hlen {hlen} exceeds the 16-byte chaddr", 2)
     options: dict[int, bytes] = {}
     bootp = True
-    if len(data) >= HEADER_LEN + 4:
+    # RFC 951 clients may leave the 64-byte vend area zeroed: that is BOOTP without options, not an error.
+    if len(data) >= HEADER_LEN + 4 and data[HEADER_LEN : HEADER_LEN + 4] != bytes(4):
         if data[HEADER_LEN : HEADER_LEN + 4] != MAGIC_COOKIE:
             raise MalformedPacket("bad magic cookie", HEADER_LEN)
         bootp = False

@@ -61,9 +61,17 @@ class LeaseTable:
         if previous is not None and previous.ip != lease.ip and previous.state == LeaseState.OFFERED:
             # A client holds at most one pending offer: the old one goes back to the pool.
             del self.by_ip[previous.ip]
+            self._unused(previous.ip)
         self.by_ip[lease.ip] = lease
         if lease.state != LeaseState.DECLINED:
             self.by_client[lease.client] = lease
+
+    def _unused(self, ip: IPv4Address) -> None:
+        # An address dropped from by_ip is never-used again: move any pool cursor past it back, or
+        # neither the first-free scan nor the oldest-expired scan (which walks by_ip) would find it.
+        for start, cursor in self._fresh.items():
+            if int(start) <= int(ip) < cursor:
+                self._fresh[start] = int(ip)
 
     def lease_of(self, client: str) -> Lease | None:
         """The client's current or last lease."""
@@ -154,6 +162,7 @@ class LeaseTable:
             del self.by_client[client]
             if self.by_ip.get(lease.ip) is lease:
                 del self.by_ip[lease.ip]
+                self._unused(lease.ip)
 
     def all(self) -> list[Lease]:
         """Every lease, by address."""

@@ -1,0 +1,135 @@
+"""The SQLite lease store: durable before the ACK, group commit, reload after close."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from ztp.leases.store import LeaseWriter, database_path, load_leases
+from ztp.leases.table import Lease, LeaseState
+
+
+def lease(n: int, *, state: LeaseState = LeaseState.BOUND, hostname: str | None = None) -> Lease:
+    return Lease(ip=IPv4Address(0x0A3C0000 + n), client=f"id:{n:04x}",
+                 mac=f"02:00:00:00:{n >> 8:02x}:{n & 255:02x}", state=state, expires=2000.0 + n,
+                 updated=1000.0 + n, hostname=hostname)
+
+
+def rows_seen_by_another_connection(path: Path) -> dict[str, str]:
+    conn = sqlite3.connect(str(path))
+    try:
+        return dict(conn.execute("SELECT ip, state FROM leases").fetchall())
+    finally:
+        conn.close()
+
+
+def test_database_path(tmp_path: Path) -> None:
+    assert database_path(tmp_path / "state") == tmp_path / "state" / "leases.sqlite3"
+
+
+def test_load_without_a_database_is_empty(tmp_path: Path) -> None:
+    assert load_leases(tmp_path / "nothing" / "leases.sqlite3") == []
+
+
+def test_commit_resolves_only_after_the_row_is_readable_elsewhere(tmp_path: Path) -> None:
+    path = database_path(tmp_path / "state")  # the directory is created on demand
+
+    async def main() -> None:
+        writer = LeaseWriter(path)
+        writer.start(asyncio.get_running_loop())
+        try:
+            for n in range(1, 6):
+                fut = writer.commit(lease(n))
+                await asyncio.wait_for(fut, 10)
+                # Checked from a second connection the moment the future completes.
+                assert rows_seen_by_another_connection(path)[str(lease(n).ip)] == "bound"
+        finally:
+            writer.close()
+
+    asyncio.run(main())
+    conn = sqlite3.connect(str(path))
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+def test_group_commit_batches_many_commits(tmp_path: Path) -> None:
+    path = database_path(tmp_path)
+    count = 300
+
+    async def main() -> LeaseWriter:
+        writer = LeaseWriter(path)
+        writer.start(asyncio.get_running_loop())
+        try:
+            futures = [writer.commit(lease(n)) for n in range(count)]
+            await asyncio.wait_for(asyncio.gather(*futures), 30)
+        finally:
+            writer.close()
+        return writer
+
+    writer = asyncio.run(main())
+    assert writer.rows == count
+    assert 1 <= writer.transactions <= count // 10, writer.transactions
+    assert len(rows_seen_by_another_connection(path)) == count
+
+
+def test_load_after_close_returns_every_field(tmp_path: Path) -> None:
+    path = database_path(tmp_path)
+    written = [lease(1, hostname="leaf01"), lease(2, state=LeaseState.RELEASED),
+               lease(3, state=LeaseState.DECLINED)]
+
+    async def main() -> None:
+        writer = LeaseWriter(path)
+        writer.start(asyncio.get_running_loop())
+        await writer.commit(written[0])
+        writer.write_soon(written[1])  # nobody waits: close() must still flush it
+        writer.write_soon(written[2])
+        writer.close()
+
+    asyncio.run(main())
+    loaded = sorted(load_leases(path), key=lambda x: x.ip)
+    assert loaded == written
+
+
+def test_a_newer_row_replaces_the_address(tmp_path: Path) -> None:
+    path = database_path(tmp_path)
+    writer = LeaseWriter(path)
+    try:
+        writer.write_all([lease(1), Lease(**{**_fields(lease(1)), "client": "other", "updated": 5000.0})])
+    finally:
+        writer.close()
+    (only,) = load_leases(path)
+    assert only.client == "other" and only.updated == 5000.0
+
+
+def test_a_failed_transaction_fails_its_futures_and_the_writer_goes_on(tmp_path: Path) -> None:
+    path = database_path(tmp_path)
+
+    async def main() -> None:
+        writer = LeaseWriter(path)
+        writer.start(asyncio.get_running_loop())
+        try:
+            bad = Lease(**{**_fields(lease(1)), "client": None})  # NOT NULL violated
+            with pytest.raises(sqlite3.IntegrityError):
+                await asyncio.wait_for(writer.commit(bad), 10)
+            await asyncio.wait_for(writer.commit(lease(2)), 10)
+        finally:
+            writer.close()
+
+    asyncio.run(main())
+    assert [x.ip for x in load_leases(path)] == [lease(2).ip]
+
+
+def test_close_without_start(tmp_path: Path) -> None:
+    writer = LeaseWriter(database_path(tmp_path))
+    writer.close()
+    assert load_leases(database_path(tmp_path)) == []
+
+
+def _fields(x: Lease) -> dict[str, object]:
+    return {f: getattr(x, f) for f in ("ip", "client", "mac", "state", "expires", "updated", "hostname")}

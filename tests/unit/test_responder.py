@@ -1,0 +1,592 @@
+"""DHCP server policy (RFC 2131 §4.3) through `Responder.handle`: no sockets, a fake clock, a real Config."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import textwrap
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from ztp.config import Config, load_config
+from ztp.dhcp import packet as p
+from ztp.dhcp.packet import DhcpPacket, MalformedPacket, build, mac_to_chaddr, parse
+from ztp.dhcp.relayinfo import RelayInfo, build_relay_info
+from ztp.dhcp.reply import LIMITED_BROADCAST, destination
+from ztp.dhcp.responder import Decision, Ingress, Responder, client_key
+from ztp.leases.table import LeaseState, LeaseTable
+
+CAPTURES = Path(__file__).resolve().parent.parent / "data" / "dhcp"
+SERVER = IPv4Address("10.60.0.1")
+RELAY_TARGET = IPv4Address("10.50.0.1")  # the appliance address dhcrelay sends to
+DIRECT = Ingress(ifindex=2, ifname="s1", server_ip=SERVER, local_ips=frozenset({SERVER, RELAY_TARGET}),
+                 broadcast=True)
+UNICAST = Ingress(ifindex=2, ifname="s1", server_ip=SERVER, local_ips=DIRECT.local_ips, broadcast=False)
+RELAYED = Ingress(ifindex=3, ifname="r1", server_ip=RELAY_TARGET, local_ips=DIRECT.local_ips, broadcast=False)
+T0 = 1_000_000.0
+
+ZTP_YAML = """\
+state_dir: ./state
+templates: ./templates
+inventory: ./inventory.yaml
+dhcp:
+  interfaces: [s1]
+  lease_time: 3600
+  offer_hold: 30
+  subnets:
+    - network: 10.60.0.0/24
+      pool: {pool}
+      routers: [10.60.0.1]
+      dns_servers: [10.60.0.1]
+      domain: lab.test
+    - network: 10.70.0.0/24
+      pool: 10.70.0.100-10.70.0.199
+      routers: [10.70.0.1]
+      options: {{150: [10.50.0.1]}}
+"""
+
+INVENTORY_YAML = """\
+defaults:
+  template: default.j2
+  vars: {ntp_server: 10.60.0.1}
+devices:
+  - hostname: leaf01
+    mac: 02:00:00:00:00:01
+    ip: 10.60.0.11
+    template: leaf.j2
+    options: {43: "hex:01037a7470"}
+  - hostname: leaf02
+    mac: 02:00:00:00:00:02
+    template: leaf.j2
+  - hostname: leaf07
+    circuit_id: "r1-port7"
+    template: leaf.j2
+  - hostname: serial9
+    client_id: "SN-0009"
+    template: leaf.j2
+"""
+
+
+def make_config(tmp_path: Path, *, pool: str = "10.60.0.100-10.60.0.199") -> Config:
+    (tmp_path / "templates").mkdir(exist_ok=True)
+    (tmp_path / "templates" / "default.j2").write_text("hostname {{ hostname }}\n")
+    (tmp_path / "templates" / "leaf.j2").write_text("hostname {{ hostname }}\n")
+    (tmp_path / "ztp.yaml").write_text(ZTP_YAML.format(pool=pool))
+    (tmp_path / "inventory.yaml").write_text(INVENTORY_YAML)
+    return load_config(tmp_path / "ztp.yaml")
+
+
+@pytest.fixture
+def responder(tmp_path: Path) -> Responder:
+    return Responder(make_config(tmp_path), LeaseTable())
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Responder:
+    """A three-address pool: .100-.102."""
+    return Responder(make_config(tmp_path, pool="10.60.0.100-10.60.0.102"), LeaseTable())
+
+
+def mac(n: int) -> str:
+    return f"02:00:00:00:01:{n:02x}"
+
+
+def msg(mtype: int | None, client: str, *, xid: int = 0x1000, ciaddr: str | None = None,
+        requested: str | None = None, server_id: str | None = None, prl: bytes | None = None,
+        giaddr: str | None = None, relay: RelayInfo | None = None, flags: int = 0,
+        extra: dict[int, bytes] | None = None) -> DhcpPacket:
+    opts: dict[int, bytes] = {}
+    if mtype is not None:
+        opts[53] = bytes((mtype,))
+    if server_id:
+        opts[54] = IPv4Address(server_id).packed
+    if requested:
+        opts[50] = IPv4Address(requested).packed
+    if prl is not None:
+        opts[55] = prl
+    opts.update(extra or {})
+    if relay is not None:
+        opts[82] = build_relay_info(relay)
+    pkt = DhcpPacket(op=p.BOOTREQUEST, xid=xid, chaddr=mac_to_chaddr(client), flags=flags,
+                     ciaddr=IPv4Address(ciaddr) if ciaddr else p.ZERO_IP,
+                     giaddr=IPv4Address(giaddr) if giaddr else p.ZERO_IP, hops=1 if giaddr else 0,
+                     options=opts, bootp=mtype is None and not opts)
+    return parse(build(pkt))  # everything goes through the codec, as on the wire
+
+
+def reply_of(decision: Decision) -> DhcpPacket:
+    assert decision.reply is not None, decision.log
+    # Replies must survive the codec too.
+    raw = build(decision.reply)
+    assert len(raw) >= 300
+    return parse(raw)
+
+
+def wire_codes(pkt: DhcpPacket) -> list[int]:
+    """Option codes in wire order, as encoded (duplicates would show here)."""
+    raw = build(pkt)
+    codes, i = [], 240
+    while raw[i] != 255:
+        if raw[i] == 0:
+            i += 1
+            continue
+        codes.append(raw[i])
+        i += 2 + raw[i + 1]
+    return codes
+
+
+def u32(raw: bytes) -> int:
+    return int(struct.unpack("!I", raw)[0])
+
+
+def dora(r: Responder, client: str, now: float, *, requested: str | None = None,
+         ingress: Ingress = DIRECT, giaddr: str | None = None) -> IPv4Address:
+    offer = reply_of(r.handle(msg(p.DISCOVER, client, requested=requested, giaddr=giaddr), ingress, now))
+    ack = reply_of(r.handle(msg(p.REQUEST, client, requested=str(offer.yiaddr), server_id=str(SERVER),
+                                giaddr=giaddr), ingress, now))
+    assert ack.message_type == p.ACK, ack.options.get(56)
+    return ack.yiaddr
+
+
+# --- DISCOVER -> OFFER: contents ----------------------------------------------------------------------
+
+def test_offer_for_inventory_device_carries_everything(responder: Responder) -> None:
+    d = responder.handle(msg(p.DISCOVER, "02:00:00:00:00:01", xid=0xABCD), DIRECT, T0)
+    offer = reply_of(d)
+    assert d.durable is None  # an offer is not persisted
+    assert offer.op == p.BOOTREPLY and offer.xid == 0xABCD
+    assert offer.chaddr == mac_to_chaddr("02:00:00:00:00:01")
+    assert offer.message_type == p.OFFER
+    assert offer.yiaddr == IPv4Address("10.60.0.11")  # the reservation
+    assert offer.option_ip(54) == SERVER
+    assert u32(offer.options[51]) == 3600
+    assert u32(offer.options[58]) == 1800  # T1 = 0.5 (RFC 2131 §4.4.5)
+    assert u32(offer.options[59]) == 3150  # T2 = 0.875
+    assert offer.options[1] == IPv4Address("255.255.255.0").packed
+    assert offer.options[3] == SERVER.packed
+    assert offer.options[6] == SERVER.packed
+    assert offer.options[15] == b"lab.test"
+    assert offer.options[12] == b"leaf01"
+    assert offer.options[66] == b"10.60.0.1"
+    assert offer.options[67] == b"leaf01.cfg"
+    assert offer.options[43] == b"\x01\x03ztp"  # the device's own option
+    # Legacy BOOTP ROMs read the boot server and file from the header.
+    assert offer.siaddr == SERVER
+    assert offer.sname == b"10.60.0.1"
+    assert offer.file == b"leaf01.cfg"
+    assert offer.ciaddr == p.ZERO_IP and offer.giaddr == p.ZERO_IP
+
+
+def test_offer_for_unknown_device_gets_default_boot_file(responder: Responder) -> None:
+    offer = reply_of(responder.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0))
+    assert offer.yiaddr == IPv4Address("10.60.0.100")
+    assert offer.options[67] == b"020000000101.cfg" and offer.file == b"020000000101.cfg"
+    assert 12 not in offer.options  # unknown devices get no hostname from us
+
+
+def test_option_55_order_is_respected_and_53_54_come_first(responder: Responder) -> None:
+    prl = bytes((67, 66, 3, 54, 1, 53, 15, 200))
+    offer = reply_of(responder.handle(msg(p.DISCOVER, "02:00:00:00:00:01", prl=prl), DIRECT, T0))
+    codes = wire_codes(offer)
+    assert codes[:7] == [53, 54, 67, 66, 3, 1, 15]
+    rest = codes[7:]
+    assert rest == sorted(rest)  # then the others, by code
+    assert 200 not in codes  # asked for but not configured: not invented
+
+
+@pytest.mark.parametrize("prl", [None, bytes(range(1, 255)), bytes((3, 3, 3, 67, 67))])
+def test_never_the_same_option_twice(responder: Responder, prl: bytes | None) -> None:
+    offer = reply_of(responder.handle(msg(p.DISCOVER, "02:00:00:00:00:01", prl=prl), DIRECT, T0))
+    codes = wire_codes(offer)
+    assert len(codes) == len(set(codes))
+    assert codes[0] == 53
+
+
+def test_relayed_discover_from_dhcrelay_capture(responder: Responder) -> None:
+    request = parse(bytes.fromhex((CAPTURES / "dhcrelay_discover.hex").read_text().strip()))
+    d = responder.handle(request, RELAYED, T0)
+    offer = reply_of(d)
+    assert offer.yiaddr == IPv4Address("10.70.0.100")  # subnet chosen by giaddr 10.70.0.1
+    assert offer.giaddr == IPv4Address("10.70.0.1")
+    assert offer.option_ip(54) == RELAY_TARGET  # the address the relay reached
+    assert offer.siaddr == RELAY_TARGET and offer.options[66] == b"10.50.0.1"
+    assert offer.options[3] == IPv4Address("10.70.0.1").packed
+    assert offer.options[150] == IPv4Address("10.50.0.1").packed  # the subnet's own option
+    # RFC 3046 §2.2: option 82 echoed unchanged, and last.
+    assert offer.options[82] == request.options[82]
+    assert wire_codes(offer)[-1] == 82
+    assert destination(request, offer).ip == IPv4Address("10.70.0.1")
+    assert destination(request, offer).port == 67
+
+
+def test_device_matched_by_circuit_id(responder: Responder) -> None:
+    relay = RelayInfo(((1, b"r1-port7"), (2, b"relay-1")))
+    offer = reply_of(responder.handle(msg(p.DISCOVER, mac(7), giaddr="10.70.0.1", relay=relay), RELAYED, T0))
+    assert offer.options[12] == b"leaf07"
+    assert offer.options[67] == b"leaf07.cfg" and offer.file == b"leaf07.cfg"
+    assert offer.options[82] == build_relay_info(relay)
+    other = RelayInfo(((1, b"r1-port8"),))
+    offer = reply_of(responder.handle(msg(p.DISCOVER, mac(8), giaddr="10.70.0.1", relay=other), RELAYED, T0))
+    assert 12 not in offer.options and offer.options[67] == b"020000000108.cfg"
+
+
+def test_device_matched_by_client_id(responder: Responder) -> None:
+    offer = reply_of(responder.handle(msg(p.DISCOVER, mac(9), extra={61: b"\x00SN-0009"}), DIRECT, T0))
+    assert offer.options[12] == b"serial9"
+
+
+def test_client_id_is_the_client_key() -> None:
+    assert client_key(msg(p.DISCOVER, mac(1), extra={61: b"\x01ab"})) == "id:016162"
+    assert client_key(msg(p.DISCOVER, mac(1))) == mac(1)
+
+
+# --- allocation order -----------------------------------------------------------------------------
+
+def test_reservation_beats_requested_address(responder: Responder) -> None:
+    offer = reply_of(responder.handle(msg(p.DISCOVER, "02:00:00:00:00:01", requested="10.60.0.150"),
+                                      DIRECT, T0))
+    assert offer.yiaddr == IPv4Address("10.60.0.11")
+    assert dora(responder, "02:00:00:00:00:01", T0) == IPv4Address("10.60.0.11")
+
+
+def test_requested_address_if_free_else_first_free(tiny: Responder) -> None:
+    assert dora(tiny, mac(1), T0, requested="10.60.0.102") == IPv4Address("10.60.0.102")
+    assert dora(tiny, mac(2), T0, requested="10.60.0.102") == IPv4Address("10.60.0.100")  # taken
+    assert dora(tiny, mac(3), T0, requested="10.60.0.50") == IPv4Address("10.60.0.101")  # outside the pool
+
+
+def test_previous_address_beats_requested(tiny: Responder) -> None:
+    assert dora(tiny, mac(1), T0) == IPv4Address("10.60.0.100")
+    offer = reply_of(tiny.handle(msg(p.DISCOVER, mac(1), requested="10.60.0.102"), DIRECT, T0 + 5))
+    assert offer.yiaddr == IPv4Address("10.60.0.100")
+
+
+def test_previous_address_even_after_expiry(tiny: Responder) -> None:
+    assert dora(tiny, mac(1), T0) == IPv4Address("10.60.0.100")
+    assert dora(tiny, mac(1), T0 + 10_000) == IPv4Address("10.60.0.100")
+
+
+def test_pool_exhausted_then_oldest_expired_or_released(tiny: Responder) -> None:
+    assert dora(tiny, mac(1), T0) == IPv4Address("10.60.0.100")
+    assert dora(tiny, mac(2), T0 + 100) == IPv4Address("10.60.0.101")
+    assert dora(tiny, mac(3), T0 + 200) == IPv4Address("10.60.0.102")
+    full = tiny.handle(msg(p.DISCOVER, mac(4)), DIRECT, T0 + 300)
+    assert full.reply is None and full.level == logging.WARNING and "no free address" in full.log
+    # mac(2) releases at T0+400: its record expires "now", before mac(1)'s (T0+3600).
+    assert tiny.handle(msg(p.RELEASE, mac(2), ciaddr="10.60.0.101", server_id=str(SERVER)), UNICAST,
+                       T0 + 400).released is not None
+    assert dora(tiny, mac(4), T0 + 500) == IPv4Address("10.60.0.101")
+    # Later everything expires: the oldest expiry (mac(1), T0+3600) goes first.
+    assert dora(tiny, mac(5), T0 + 10_000) == IPv4Address("10.60.0.100")
+    assert dora(tiny, mac(6), T0 + 10_000) == IPv4Address("10.60.0.102")
+
+
+# --- offers are held ------------------------------------------------------------------------------
+
+def test_two_clients_are_never_offered_the_same_address(tiny: Responder) -> None:
+    a = reply_of(tiny.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0))
+    b = reply_of(tiny.handle(msg(p.DISCOVER, mac(2), requested=str(a.yiaddr)), DIRECT, T0 + 1))
+    c = reply_of(tiny.handle(msg(p.DISCOVER, mac(3), requested=str(a.yiaddr)), DIRECT, T0 + 2))
+    assert len({a.yiaddr, b.yiaddr, c.yiaddr}) == 3
+    assert tiny.handle(msg(p.DISCOVER, mac(4)), DIRECT, T0 + 3).reply is None  # all held
+    # The same client retransmitting its DISCOVER gets its held address again.
+    assert reply_of(tiny.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0 + 4)).yiaddr == a.yiaddr
+    # After offer_hold (30 s) the unanswered offers lapse.
+    assert reply_of(tiny.handle(msg(p.DISCOVER, mac(4)), DIRECT, T0 + 40)).yiaddr is not None
+
+
+def test_request_for_an_address_offered_to_another_is_nakked(tiny: Responder) -> None:
+    a = reply_of(tiny.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0))
+    nak = reply_of(tiny.handle(msg(p.REQUEST, mac(2), requested=str(a.yiaddr)), DIRECT, T0 + 1))
+    assert nak.message_type == p.NAK
+
+
+def test_selecting_another_server_withdraws_the_offer(tiny: Responder) -> None:
+    a = reply_of(tiny.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0))
+    d = tiny.handle(msg(p.REQUEST, mac(1), requested=str(a.yiaddr), server_id="10.60.0.99"), DIRECT, T0 + 1)
+    assert d.reply is None and d.durable is None
+    assert tiny.table.lease_of(mac(1)) is None
+    b = reply_of(tiny.handle(msg(p.DISCOVER, mac(2)), DIRECT, T0 + 2))
+    assert b.yiaddr == a.yiaddr  # free again at once, not after the hold
+
+
+def test_withdrawn_offer_is_not_lost_from_the_pool(tiny: Responder) -> None:
+    a = reply_of(tiny.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0))
+    b = reply_of(tiny.handle(msg(p.DISCOVER, mac(2)), DIRECT, T0))
+    tiny.handle(msg(p.REQUEST, mac(1), requested=str(a.yiaddr), server_id="10.60.0.99"), DIRECT, T0 + 1)
+    c = reply_of(tiny.handle(msg(p.DISCOVER, mac(3)), DIRECT, T0 + 2))
+    d = reply_of(tiny.handle(msg(p.DISCOVER, mac(4)), DIRECT, T0 + 3))
+    assert {a.yiaddr, b.yiaddr, c.yiaddr, d.yiaddr} == {IPv4Address(f"10.60.0.{n}") for n in (100, 101, 102)}
+    assert len({b.yiaddr, c.yiaddr, d.yiaddr}) == 3
+
+
+def test_selecting_ack_persists_the_lease(responder: Responder) -> None:
+    offer = reply_of(responder.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0))
+    d = responder.handle(msg(p.REQUEST, mac(1), requested=str(offer.yiaddr), server_id=str(SERVER)), DIRECT,
+                         T0 + 1)
+    ack = reply_of(d)
+    assert ack.message_type == p.ACK and ack.yiaddr == offer.yiaddr
+    assert d.durable is not None and d.durable is d.bound
+    assert d.durable.state == LeaseState.BOUND and d.durable.ip == offer.yiaddr
+    assert d.durable.expires == T0 + 1 + 3600
+    assert u32(ack.options[51]) == 3600
+
+
+def test_selecting_without_a_matching_offer_is_nakked(responder: Responder) -> None:
+    offer = reply_of(responder.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0))
+    wrong = IPv4Address(int(offer.yiaddr) + 1)
+    nak = reply_of(responder.handle(msg(p.REQUEST, mac(1), requested=str(wrong), server_id=str(SERVER)),
+                                    DIRECT, T0 + 1))
+    assert nak.message_type == p.NAK
+    late = reply_of(responder.handle(msg(p.REQUEST, mac(2), requested="10.60.0.120", server_id=str(SERVER)),
+                                     DIRECT, T0 + 1))
+    assert late.message_type == p.NAK
+
+
+def test_server_id_of_another_local_address_is_us(responder: Responder) -> None:
+    offer = reply_of(responder.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0))
+    ack = reply_of(responder.handle(msg(p.REQUEST, mac(1), requested=str(offer.yiaddr),
+                                        server_id=str(RELAY_TARGET)), DIRECT, T0 + 1))
+    assert ack.message_type == p.ACK
+
+
+# --- INIT-REBOOT, RENEWING, REBINDING ------------------------------------------------------------
+
+def test_init_reboot_wrong_network_is_nakked(responder: Responder) -> None:
+    d = responder.handle(msg(p.REQUEST, mac(1), requested="192.168.1.50"), DIRECT, T0)
+    nak = reply_of(d)
+    assert nak.message_type == p.NAK
+    assert nak.option_ip(54) == SERVER
+    assert nak.yiaddr == p.ZERO_IP and 51 not in nak.options and 67 not in nak.options
+    assert b"wrong network" in nak.options[56]
+    assert d.durable is None
+    assert destination(msg(p.REQUEST, mac(1)), nak).ip == LIMITED_BROADCAST
+
+
+def test_init_reboot_right_network_and_free_is_acked(responder: Responder) -> None:
+    d = responder.handle(msg(p.REQUEST, mac(1), requested="10.60.0.150"), DIRECT, T0)
+    ack = reply_of(d)
+    assert ack.message_type == p.ACK and ack.yiaddr == IPv4Address("10.60.0.150")
+    assert d.durable is not None and d.durable.ip == IPv4Address("10.60.0.150")
+
+
+@pytest.mark.parametrize(("requested", "why"), [(None, b"without option 50"),
+                                                ("10.60.0.20", b"not in the pool"),
+                                                ("10.60.0.11", b"not in the pool")])
+def test_init_reboot_refusals(responder: Responder, requested: str | None, why: bytes) -> None:
+    nak = reply_of(responder.handle(msg(p.REQUEST, mac(1), requested=requested), DIRECT, T0))
+    assert nak.message_type == p.NAK and why in nak.options[56]
+
+
+def test_init_reboot_of_a_reserved_device_for_another_address(responder: Responder) -> None:
+    nak = reply_of(responder.handle(msg(p.REQUEST, "02:00:00:00:00:01", requested="10.60.0.150"), DIRECT, T0))
+    assert nak.message_type == p.NAK and b"reserved 10.60.0.11" in nak.options[56]
+    ack = reply_of(responder.handle(msg(p.REQUEST, "02:00:00:00:00:01", requested="10.60.0.11"), DIRECT, T0))
+    assert ack.message_type == p.ACK
+
+
+def test_init_reboot_for_an_address_leased_to_another_is_nakked(responder: Responder) -> None:
+    ip = dora(responder, mac(1), T0)
+    nak = reply_of(responder.handle(msg(p.REQUEST, mac(2), requested=str(ip)), DIRECT, T0 + 10))
+    assert nak.message_type == p.NAK and b"leased to another client" in nak.options[56]
+
+
+def test_renew_extends_the_lease(responder: Responder) -> None:
+    ip = dora(responder, mac(1), T0)
+    d = responder.handle(msg(p.REQUEST, mac(1), ciaddr=str(ip)), UNICAST, T0 + 1800)
+    ack = reply_of(d)
+    assert ack.message_type == p.ACK and ack.yiaddr == ip
+    assert d.durable is not None and d.durable.expires == T0 + 1800 + 3600
+    assert "renewing" in d.log
+    assert destination(msg(p.REQUEST, mac(1), ciaddr=str(ip)), ack).ip == ip
+
+
+def test_rebinding_is_told_apart_by_broadcast(responder: Responder) -> None:
+    ip = dora(responder, mac(1), T0)
+    d = responder.handle(msg(p.REQUEST, mac(1), ciaddr=str(ip)), DIRECT, T0 + 3200)
+    assert reply_of(d).message_type == p.ACK and "rebinding" in d.log
+
+
+def test_renew_of_someone_elses_address_is_nakked(responder: Responder) -> None:
+    ip = dora(responder, mac(1), T0)
+    d = responder.handle(msg(p.REQUEST, mac(2), ciaddr=str(ip)), UNICAST, T0 + 10)
+    assert reply_of(d).message_type == p.NAK and d.durable is None
+    assert responder.table.by_ip[ip].client == mac(1)
+
+
+def test_renew_from_the_wrong_network_is_nakked(responder: Responder) -> None:
+    nak = reply_of(responder.handle(msg(p.REQUEST, mac(1), ciaddr="10.70.0.150"), UNICAST, T0))
+    assert nak.message_type == p.NAK and b"wrong network" in nak.options[56]
+
+
+# --- RELEASE, DECLINE, INFORM ---------------------------------------------------------------------
+
+def test_release_then_discover_returns_the_same_address(responder: Responder) -> None:
+    ip = dora(responder, mac(1), T0)
+    d = responder.handle(msg(p.RELEASE, mac(1), ciaddr=str(ip), server_id=str(SERVER)), UNICAST, T0 + 10)
+    assert d.reply is None and d.durable is None
+    assert d.background is not None and d.background.state == LeaseState.RELEASED
+    # Others come and go in between: they get other addresses.
+    assert dora(responder, mac(2), T0 + 20) != ip
+    offer = reply_of(responder.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0 + 30))
+    assert offer.yiaddr == ip
+
+
+def test_release_by_another_client_is_ignored(responder: Responder) -> None:
+    ip = dora(responder, mac(1), T0)
+    d = responder.handle(msg(p.RELEASE, mac(2), ciaddr=str(ip), server_id=str(SERVER)), UNICAST, T0 + 10)
+    assert d.background is None and d.released is None
+    assert responder.table.by_ip[ip].state == LeaseState.BOUND
+
+
+def test_decline_quarantines_the_address(tiny: Responder) -> None:
+    ip = dora(tiny, mac(1), T0)
+    d = tiny.handle(msg(p.DECLINE, mac(1), requested=str(ip), server_id=str(SERVER)), DIRECT, T0 + 1)
+    assert d.reply is None  # RFC 2131 §4.3.3: no reply
+    assert d.background is not None and d.background.state == LeaseState.DECLINED
+    assert d.background.expires == T0 + 1 + 600
+    # Neither the decliner nor anyone else, even asking for it, gets it during the quarantine.
+    seen = {reply_of(tiny.handle(msg(p.DISCOVER, mac(n), requested=str(ip)), DIRECT, T0 + 2)).yiaddr
+            for n in (1, 2)}
+    assert ip not in seen
+    nak = reply_of(tiny.handle(msg(p.REQUEST, mac(3), requested=str(ip)), DIRECT, T0 + 3))
+    assert nak.message_type == p.NAK
+    # Afterwards it is back in the pool.
+    assert dora(tiny, mac(4), T0 + 700, requested=str(ip)) == ip
+
+
+def test_decline_for_another_server_or_without_option_50_is_ignored(responder: Responder) -> None:
+    ip = dora(responder, mac(1), T0)
+    d = responder.handle(msg(p.DECLINE, mac(1), requested=str(ip), server_id="10.60.0.99"), DIRECT, T0 + 1)
+    assert d.background is None
+    d = responder.handle(msg(p.DECLINE, mac(1), server_id=str(SERVER)), DIRECT, T0 + 1)
+    assert d.background is None and "option 50" in d.log
+    assert responder.table.by_ip[ip].state == LeaseState.BOUND
+
+
+def test_inform_is_acked_without_a_lease(responder: Responder) -> None:
+    request = msg(p.INFORM, mac(1), ciaddr="10.60.0.40", prl=bytes((1, 3, 6, 15, 66, 67)))
+    d = responder.handle(request, UNICAST, T0)
+    ack = reply_of(d)
+    assert ack.message_type == p.ACK
+    assert ack.yiaddr == p.ZERO_IP and ack.ciaddr == IPv4Address("10.60.0.40")
+    for code in (51, 58, 59):
+        assert code not in ack.options  # RFC 2131 §4.3.5: MUST NOT send a lease time
+    assert ack.options[3] == SERVER.packed and ack.options[67] == b"020000000101.cfg"
+    assert d.durable is None and d.bound is None
+    assert responder.table.all() == []
+    assert destination(request, ack).ip == IPv4Address("10.60.0.40")
+
+
+def test_inform_through_a_relay_uses_ciaddr_subnet(responder: Responder) -> None:
+    request = msg(p.INFORM, mac(1), ciaddr="10.70.0.40", giaddr="10.70.0.1")
+    ack = reply_of(responder.handle(request, RELAYED, T0))
+    assert ack.options[3] == IPv4Address("10.70.0.1").packed
+
+
+# --- BOOTP ----------------------------------------------------------------------------------------
+
+def test_bootp_gets_a_fixed_binding(responder: Responder) -> None:
+    request = msg(None, mac(1))
+    assert request.bootp and request.message_type is None
+    d = responder.handle(request, DIRECT, T0)
+    reply = reply_of(d)
+    assert reply.op == p.BOOTREPLY and reply.message_type is None
+    for code in (53, 54, 51, 58, 59):
+        assert code not in reply.options
+    assert reply.yiaddr == IPv4Address("10.60.0.100")
+    assert reply.siaddr == SERVER and reply.file == b"020000000101.cfg"
+    assert reply.options[1] == IPv4Address("255.255.255.0").packed  # RFC 1497 vendor extensions
+    assert d.durable is not None and d.durable.state == LeaseState.BOUND
+    assert d.durable.expires - T0 > 5 * 365 * 24 * 3600  # effectively infinite
+    # It keeps that address for good.
+    assert reply_of(responder.handle(msg(None, mac(1)), DIRECT, T0 + 86_400 * 30)).yiaddr == reply.yiaddr
+
+
+def test_bootp_reservation_and_zeroed_vend_area(responder: Responder) -> None:
+    raw = build(DhcpPacket(op=p.BOOTREQUEST, xid=5, chaddr=mac_to_chaddr("02:00:00:00:00:01"), bootp=True))
+    assert raw[236:] == bytes(64)  # RFC 951 vend field left empty
+    reply = reply_of(responder.handle(parse(raw), DIRECT, T0))
+    assert reply.yiaddr == IPv4Address("10.60.0.11") and reply.file == b"leaf01.cfg"
+
+
+# --- relayed requests -----------------------------------------------------------------------------
+
+def test_relayed_nak_sets_the_broadcast_flag(responder: Responder) -> None:
+    relay = RelayInfo(((1, b"port3"),))
+    request = msg(p.REQUEST, mac(1), requested="10.60.0.150", giaddr="10.70.0.1", relay=relay)
+    nak = reply_of(responder.handle(request, RELAYED, T0))
+    assert nak.message_type == p.NAK
+    assert nak.flags & p.BROADCAST_FLAG  # RFC 2131 §4.3.2: the relay must broadcast it
+    assert nak.giaddr == IPv4Address("10.70.0.1")
+    assert nak.option_ip(54) == RELAY_TARGET
+    assert nak.options[82] == build_relay_info(relay) and wire_codes(nak)[-1] == 82
+    dest = destination(request, nak)
+    assert (dest.ip, dest.port) == (IPv4Address("10.70.0.1"), 67)
+
+
+def test_relayed_dora_in_the_relay_subnet(responder: Responder) -> None:
+    ip = dora(responder, mac(1), T0, ingress=RELAYED, giaddr="10.70.0.1")
+    assert ip == IPv4Address("10.70.0.100")
+
+
+def test_relay_link_selection_suboption_picks_the_subnet(responder: Responder) -> None:
+    # RFC 3527: sub-option 5 names the client's link when giaddr is the relay's own upstream address.
+    relay = RelayInfo(((1, b"p1"), (5, IPv4Address("10.70.0.0").packed)))
+    request = msg(p.DISCOVER, mac(1), giaddr="10.60.0.254", relay=relay)
+    offer = reply_of(responder.handle(request, RELAYED, T0))
+    assert offer.yiaddr == IPv4Address("10.70.0.100")
+
+
+def test_malformed_option_82_raises_for_the_server_to_count(responder: Responder) -> None:
+    request = msg(p.DISCOVER, mac(1), giaddr="10.70.0.1", extra={82: b"\x01\x09short"})
+    with pytest.raises(MalformedPacket):
+        responder.handle(request, RELAYED, T0)
+
+
+def test_request_from_a_subnet_we_do_not_serve_is_ignored(responder: Responder) -> None:
+    d = responder.handle(msg(p.DISCOVER, mac(1), giaddr="10.99.0.1"), RELAYED, T0)
+    assert d.reply is None and d.level == logging.WARNING and "giaddr 10.99.0.1" in d.log
+    elsewhere = Ingress(ifindex=9, ifname="x9", server_ip=IPv4Address("192.168.5.1"))
+    d = responder.handle(msg(p.DISCOVER, mac(1)), elsewhere, T0)
+    assert d.reply is None and "interface x9" in d.log
+
+
+def test_bootreply_and_server_only_types_are_ignored(responder: Responder) -> None:
+    reply = DhcpPacket(op=p.BOOTREPLY, xid=1, chaddr=mac_to_chaddr(mac(1)), options={53: b"\x02"})
+    assert responder.handle(reply, DIRECT, T0).reply is None
+    for mtype in (p.OFFER, p.ACK, p.NAK, 9, 200):
+        assert responder.handle(msg(mtype, mac(1)), DIRECT, T0).reply is None
+
+
+def test_device_sent_hostname_is_sanitized_in_the_lease(responder: Responder) -> None:
+    evil = b"{{7*7}}$(reboot);`id`\nip route"
+    offer = reply_of(responder.handle(msg(p.DISCOVER, mac(1), extra={12: evil}), DIRECT, T0))
+    d = responder.handle(msg(p.REQUEST, mac(1), requested=str(offer.yiaddr), server_id=str(SERVER),
+                             extra={12: evil}), DIRECT, T0)
+    assert d.durable is not None and d.durable.hostname is not None
+    assert set(d.durable.hostname) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
+    assert 12 not in reply_of(d).options  # never echoed back to an unknown device
+
+
+def test_device_cannot_claim_an_inventory_hostname(responder: Responder) -> None:
+    offer = reply_of(responder.handle(msg(p.DISCOVER, mac(1), extra={12: b"LEAF02"}), DIRECT, T0))
+    d = responder.handle(msg(p.REQUEST, mac(1), requested=str(offer.yiaddr), server_id=str(SERVER),
+                             extra={12: b"LEAF02"}), DIRECT, T0)
+    assert d.durable is not None and d.durable.hostname is None
+
+
+def test_offer_does_not_shorten_a_bound_lease(responder: Responder) -> None:
+    ip = dora(responder, mac(1), T0)
+    reply_of(responder.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0 + 10))
+    lease = responder.table.by_ip[ip]
+    assert lease.state == LeaseState.BOUND and lease.expires == T0 + 3600
+
+
+def test_config_template_for_responder_is_valid(tmp_path: Path) -> None:
+    # Guard for the fixtures themselves: the YAML above must load cleanly.
+    config = make_config(tmp_path)
+    assert [str(s.network) for s in config.subnets] == ["10.60.0.0/24", "10.70.0.0/24"]
+    assert textwrap.dedent(INVENTORY_YAML) == INVENTORY_YAML
