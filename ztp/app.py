@@ -192,4 +192,7 @@ class Appliance:
             for server in reversed(started):
                 await server.close()
             self.writer.close()
-            log.info("ztp stopped; dhcp counters %s", dict(self.dhcp.counters))
+            log.info("ztp stopped; dhcp counters %s; tftp counters %s", dict(self.dhcp.counters),
+                     {k: v for k, v in self.tftp.counters.items() if v})
+            if self.dns is not None:
+                log.info("dns counters %s", {k: v for k, v in self.dns.counters.items() if v})

@@ -120,6 +120,25 @@ def remove_stale(prefix: str) -> list[str]:
     return stale
 
 
+NEIGH_SYSCTL = "/proc/sys/net/ipv4/neigh/default/gc_thresh{}"
+
+
+def ensure_neighbour_capacity(entries: int) -> None:
+    """Raise the kernel's ARP table limits (shared by all namespaces) so `entries` neighbours fit.
+
+    The defaults (gc_thresh3 = 1024) overflow in a boot storm of 1,000 devices: the kernel then drops
+    unicast replies ("neighbor table overflow") and DHCP/TFTP exchanges are lost. Never lowers a limit.
+    """
+    wanted = {1: max(1024, entries // 4), 2: entries, 3: entries * 2}
+    for index, value in wanted.items():
+        path = Path(NEIGH_SYSCTL.format(index))
+        try:
+            if int(path.read_text()) < value:
+                path.write_text(f"{value}\n")
+        except (OSError, ValueError) as exc:
+            raise LabError(f"cannot raise {path} to {value}: {exc}") from exc
+
+
 class Lab:
     """Network namespaces joined by veth links; everything it made is torn down on exit (even on error).
 

@@ -110,10 +110,11 @@ class ApplianceLab:
         argv = dhclient_argv("eth0", lease_file=self.tmp / f"{ns}{tag}.leases", pid_file=self.tmp / f"{ns}{tag}.pid",
                              script=DATA / "dhclient-script", conf=DATA / "dhclient.conf", out_file=out,
                              extra=extra)
-        proc = self.lab.spawn(ns, argv, log=self.tmp / f"dhclient-{ns}{tag}.log")
+        log = self.tmp / f"dhclient-{ns}{tag}.log"
+        proc = self.lab.spawn(ns, argv, log=log)
         try:
-            self.lab.wait_for(lambda: out.exists() and "reason=BOUND" in out.read_text()
-                              or "reason=REBOOT" in (out.read_text() if out.exists() else ""), timeout,
+            # dhclient prints "bound to" only after its script has finished writing `out`.
+            self.lab.wait_for(lambda: log.exists() and "bound to" in log.read_text(errors="replace"), timeout,
                               f"dhclient in {ns} bound")
         finally:
             self.lab.stop(proc)

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import skip_or_fail
 from tests.integration.appliance import REPO, ApplianceLab
-from ztp.lab import Lab
+from ztp.lab import Lab, ensure_neighbour_capacity
 
 AGENT = [sys.executable, "-m", "ztp.agent.cli"]
 ENV = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
@@ -262,7 +262,7 @@ def test_stay_renews_at_t1_and_rebinds_at_t2(segment: Segment) -> None:
 
 
 def _serve_config(tmp: Path) -> Path:
-    """The example config with a /22 pool big enough for a 200-device fleet."""
+    """The example config with a /22 pool big enough for a 1,000-device fleet."""
     inv = tmp / "inventory.yaml"
     inv.write_text((REPO / "inventory.yaml").read_text())
     cfg = tmp / "ztp.yaml"
@@ -323,3 +323,19 @@ def test_ztp_serve_fleet_of_200(appliance: ApplianceLab) -> None:
     # Spot-check that fetched configs equal `ztp render` for a few devices.
     for dev in out["devices"][:: 50]:
         assert Path(dev["path"]).read_bytes() == appliance.rendered(mac=dev["mac"]), dev["mac"]
+
+
+def test_ztp_serve_boot_storm_of_1000(appliance: ApplianceLab) -> None:
+    # Issue 3: at least 1,000 devices in one run on this 2-core machine, none failing.
+    ensure_neighbour_capacity(16384)
+    ns = appliance.client("dev", "02:00:00:00:ff:fe")
+    code, out, err = _run_agent(appliance, ns, "--count", "1000", "--concurrency", "200", "--mac-prefix",
+                                "02:5b:00", "--out", str(appliance.tmp / "out"), "--timeout", "120",
+                                "--arp-probes", "1", timeout=300)
+    assert code == 0, f"{out.get('failed_reasons')} {out.get('failed_by_stage')}\n{err[-3000:]}"
+    assert out["provisioned"] == 1000 and out["failed"] == 0
+    assert len({d["ip"] for d in out["devices"]}) == 1000
+    for dev in out["devices"][:: 250]:
+        assert Path(dev["path"]).read_bytes() == appliance.rendered(mac=dev["mac"]), dev["mac"]
+    leases = json.loads(appliance.ztp("leases", "--json").stdout)
+    assert sum(1 for x in leases if x["state"] == "bound") >= 1000

@@ -164,6 +164,11 @@ class DhcpServer:
                          (str(dest.ip), dest.port))
         else:
             self.counters["arp_fallback_broadcast"] += 1
+            if self.counters["arp_fallback_broadcast"] == 1:
+                log.warning("dhcp cannot add ARP entries on %s (neighbour table full or no CAP_NET_ADMIN); "
+                            "replying by broadcast. With more than ~500 devices per segment raise "
+                            "net.ipv4.neigh.default.gc_thresh3 (and gc_thresh2): unicast TFTP to the devices "
+                            "also needs one entry each", ingress.ifname)
             sock.sendmsg([data], pktinfo_cmsg(ingress.ifindex, ingress.server_ip), 0,
                          (str(LIMITED_BROADCAST), dest.port))
 
