@@ -1,0 +1,99 @@
+"""What a server process costs, read from /proc: CPU seconds (with reaped children) and resident memory."""
+
+from __future__ import annotations
+
+import os
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of `pid` (all threads) plus what its reaped children used (tftpd-hpa forks per transfer).
+
+    0.0 when the process is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read().decode()
+    except OSError:
+        return 0.0
+    # Field 2 (comm) may contain spaces: split after its closing parenthesis; utime is field 14.
+    fields = raw[raw.rindex(")") + 2:].split()
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return (utime + stime + cutime + cstime) / _TICK
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of `pid` in KiB (0 when unknown)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def udp_counters(snmp_text: str) -> dict[str, int]:
+    """The `Udp:` row of /proc/net/snmp (as read inside a namespace) as a dict."""
+    rows = [line.split() for line in snmp_text.splitlines() if line.startswith("Udp:")]
+    if len(rows) < 2:
+        return {}
+    return {k: int(v) for k, v in zip(rows[0][1:], rows[1][1:], strict=False)}
+
+
+_CPUACCT = "/sys/fs/cgroup/cpuacct"
+
+
+class CpuMeter:
+    """CPU used by a server and everything it forks, from a cpuacct cgroup of its own (cgroup v1).
+
+    tftpd-hpa forks a child per transfer that is not reaped into the parent's cutime, so /proc of the
+    listener alone would show ~0 %. Falls back to :func:`cpu_seconds` when no cpuacct hierarchy exists.
+    """
+
+    def __init__(self, pid: int, name: str) -> None:
+        """Move `pid` (and so its future children) into a fresh cgroup named after `name`."""
+        self.pid = pid
+        self._dir: str | None = None
+        if os.path.isdir(_CPUACCT):
+            path = os.path.join(_CPUACCT, f"ztpbench-{os.getpid()}-{name}-{pid}")
+            try:
+                os.mkdir(path)
+                with open(os.path.join(path, "cgroup.procs"), "w") as fh:
+                    fh.write(str(pid))
+                self._dir = path
+            except OSError:
+                self._remove(path)
+
+    def seconds(self) -> float:
+        """CPU seconds used so far (cgroup: including exited children)."""
+        if self._dir is None:
+            return cpu_seconds(self.pid)
+        try:
+            with open(os.path.join(self._dir, "cpuacct.usage")) as fh:
+                return int(fh.read()) / 1e9
+        except OSError:
+            return 0.0
+
+    def close(self) -> None:
+        """Move what is left back to the root cgroup and remove ours (call after stopping the server)."""
+        if self._dir is not None:
+            self._remove(self._dir)
+            self._dir = None
+
+    @staticmethod
+    def _remove(path: str) -> None:
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as fh:
+                pids = fh.read().split()
+            for p in pids:
+                with open(os.path.join(_CPUACCT, "cgroup.procs"), "w") as out:
+                    out.write(p)
+        except OSError:
+            pass
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass

@@ -1,0 +1,193 @@
+"""TFTP section: one 32 MiB file at several blksizes (and windowsize 16), and 500 concurrent 8 KiB fetches.
+
+Clients are C programs, the same for every server: curl (``--tftp-blksize``; ``-Z`` for the parallel burst)
+and atftp (``--option "windowsize 16"``, RFC 7440). Every 32 MiB download is checked by size and sha256;
+a server that does not know windowsize answers without it and the transfer runs lock-step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.procstat import CpuMeter
+from bench.workload import BIG_FILE, BIG_SIZE, SERVER_IP
+from ztp.agent.fleet import percentile
+from ztp.lab import Lab
+
+MIB = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Fetch:
+    """One single-stream download of the 32 MiB file."""
+
+    client: str  # "curl" or "atftp"
+    blksize: int
+    windowsize: int  # 1 = lock-step (not asked for)
+    seconds: float = 0.0
+    mib_s: float = 0.0
+    ok: bool = False
+    server_cpu_pct: float = 0.0
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        """Column name in the table, e.g. ``b1468`` or ``b1468w16``."""
+        return f"b{self.blksize}" + (f"w{self.windowsize}" if self.windowsize > 1 else "")
+
+
+@dataclass(slots=True)
+class Burst:
+    """N simultaneous fetches of different ~8 KiB configs from one curl process (-Z)."""
+
+    clients: int
+    ok: int = 0
+    wall_s: float = 0.0
+    p50_s: float | None = None
+    p95_s: float | None = None
+    max_s: float | None = None
+    server_cpu_pct: float = 0.0
+    bytes_ok: bool = False
+    note: str = ""
+
+
+@dataclass(slots=True)
+class TftpResult:
+    """One server's TFTP results."""
+
+    server: str
+    fetches: list[Fetch] = field(default_factory=list)
+    burst: Burst | None = None
+    error: str | None = None
+
+    def mib_s(self, key: str) -> float | None:
+        """MiB/s for a column key (None when not measured or failed)."""
+        for f in self.fetches:
+            if f.key == key and f.ok:
+                return f.mib_s
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"server": self.server, "error": self.error, "fetches": [asdict(f) for f in self.fetches],
+                "burst": asdict(self.burst) if self.burst else None}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(MIB), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_big(lab: Lab, cli: str, meter: CpuMeter, out: Path, expect_sha: str, *, client: str, blksize: int,
+              windowsize: int = 1, timeout: float = 150) -> Fetch:
+    """Download the 32 MiB file once; MiB/s from the wall time of the client process."""
+    f = Fetch(client=client, blksize=blksize, windowsize=windowsize)
+    out.unlink(missing_ok=True)
+    if client == "curl":
+        argv = ["curl", "-s", "-S", "--tftp-blksize", str(blksize), "-o", str(out),
+                f"tftp://{SERVER_IP}/{BIG_FILE}"]
+    else:
+        argv = ["atftp", "--option", f"blksize {blksize}", "--option", "tsize 0"]
+        if windowsize > 1:
+            argv += ["--option", f"windowsize {windowsize}"]
+        argv += ["-g", "-r", BIG_FILE, "-l", str(out), SERVER_IP]
+    cpu0, t0 = meter.seconds(), time.monotonic()
+    try:
+        res = lab.run(cli, argv, timeout=timeout, check=False)
+        code, err = res.returncode, (res.stderr or res.stdout)[-300:]
+    except Exception as exc:  # noqa: BLE001 - a hung client is a failed fetch, not a failed bench
+        code, err = -1, str(exc)
+    f.seconds = round(time.monotonic() - t0, 3)
+    time.sleep(0.2)  # a forking server reaps its child; its CPU then shows in cutime/cstime
+    f.server_cpu_pct = round(100.0 * (meter.seconds() - cpu0) / max(f.seconds, 1e-6), 1)
+    size = out.stat().st_size if out.exists() else 0
+    if code != 0:
+        f.note = f"{client} exited {code}: {err.strip()}"
+    elif size != BIG_SIZE or _sha256(out) != expect_sha:
+        f.note = f"wrong content: {size} bytes"
+    else:
+        f.ok = True
+        f.mib_s = round(BIG_SIZE / MIB / f.seconds, 2)
+    out.unlink(missing_ok=True)
+    return f
+
+
+def burst(lab: Lab, cli: str, meter: CpuMeter, names: list[str], expect_size: Callable[[str], int], *,
+          timeout: float = 60) -> Burst:
+    """All `names` at once from one curl (-Z, all transfers started immediately; default blksize 512)."""
+    b = Burst(clients=len(names))
+    argv = ["curl", "-s", "-Z", "--parallel-max", str(len(names)), "--parallel-immediate", "--max-time", "30",
+            "-w", "%{time_total} %{size_download} %{exitcode} %{url}\\n"]
+    for name in names:
+        argv += ["-o", "/dev/null", f"tftp://{SERVER_IP}/{name}"]
+    cpu0, t0 = meter.seconds(), time.monotonic()
+    try:
+        res = lab.run(cli, argv, timeout=timeout, check=False)
+        out = res.stdout
+    except Exception as exc:  # noqa: BLE001
+        out, b.note = "", str(exc)
+    b.wall_s = round(time.monotonic() - t0, 3)
+    time.sleep(0.2)
+    b.server_cpu_pct = round(100.0 * (meter.seconds() - cpu0) / max(b.wall_s, 1e-6), 1)
+    times: list[float] = []
+    sizes_ok = True
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) != 4:
+            continue
+        t, size, code, url = float(parts[0]), int(parts[1]), int(parts[2]), parts[3]
+        if code == 0:
+            times.append(t)
+            if size != expect_size(url.rsplit("/", 1)[-1]):
+                sizes_ok = False
+    b.ok = len(times)
+    b.bytes_ok = sizes_ok and b.ok == len(names)
+    if times:
+        b.p50_s = round(percentile(times, 50), 4)
+        b.p95_s = round(percentile(times, 95), 4)
+        b.max_s = round(max(times), 4)
+    if b.ok < len(names) and not b.note:
+        b.note = f"{len(names) - b.ok} transfers failed"
+    return b
+
+
+FETCH_PLAN: list[tuple[str, int, int]] = [
+    ("curl", 512, 1), ("curl", 1468, 1), ("curl", 65464, 1), ("atftp", 1468, 1), ("atftp", 1468, 16),
+]
+"""(client, blksize, windowsize) per single-stream fetch; atftp 1468 without and with windowsize 16."""
+
+QUICK_PLAN: list[tuple[str, int, int]] = [
+    ("curl", 1468, 1), ("curl", 65464, 1), ("atftp", 1468, 1), ("atftp", 1468, 16),
+]
+
+
+def measure(name: str, lab: Lab, cli: str, meter: CpuMeter, work_dl: Path, expect_sha: str, names: list[str],
+            expect_size: Callable[[str], int], *, plan: list[tuple[str, int, int]], repeats: int,
+            log: Callable[[str], None]) -> TftpResult:
+    """All single-stream fetches (best of `repeats`, since noise only ever slows a stream) and the burst."""
+    result = TftpResult(server=name)
+    for client, blksize, window in plan:
+        best: Fetch | None = None
+        for _ in range(repeats):
+            f = fetch_big(lab, cli, meter, work_dl / f"{name}.bin", expect_sha, client=client, blksize=blksize,
+                          windowsize=window)
+            if best is None or (f.ok and (not best.ok or f.mib_s > best.mib_s)):
+                best = f
+        assert best is not None
+        result.fetches.append(best)
+        log(f"  {name:<10} {client:<5} blksize {blksize:<5} window {window:<2} "
+            f"{best.mib_s:7.2f} MiB/s  cpu {best.server_cpu_pct:5.1f}%  {'ok' if best.ok else 'FAIL ' + best.note}")
+    result.burst = burst(lab, cli, meter, names, expect_size)
+    b = result.burst
+    log(f"  {name:<10} burst {b.clients}: ok {b.ok}  wall {b.wall_s:.2f}s  p50 {b.p50_s}  p95 {b.p95_s}  "
+        f"max {b.max_s}  bytes {'ok' if b.bytes_ok else 'WRONG'} {b.note}")
+    return result
+
