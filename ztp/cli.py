@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ztp import __version__
 from ztp.agent import cli as agent_cli
-from ztp.config import Config, ConfigError, Problem, load_config, normalize_mac
+from ztp.config import Config, ConfigError, Problem, check_config, load_config, normalize_mac
 from ztp.leases.store import database_path, load_leases
 from ztp.leases.table import LeaseTable
 from ztp.provision import device_view
@@ -60,17 +60,12 @@ def render_problems(config: Config) -> list[Problem]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(Path(args.config))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem)
-        print(f"{len(exc.problems)} problem(s)")
-        return 1
-    problems = render_problems(config)
+    config, problems = check_config(Path(args.config))
+    if config is not None and config.templates.is_dir():
+        problems += render_problems(config)
     for problem in problems:
         print(problem)
-    if problems:
+    if problems or config is None:
         print(f"{len(problems)} problem(s)")
         return 1
     print(f"ok: {len(config.subnets)} subnets, {len(config.inventory.devices)} devices, every config renders")

@@ -174,6 +174,7 @@ class Device:
     vars: dict[str, Any]
     options: dict[int, bytes]
     line: int
+    template_line: int = 0
 
     @property
     def boot_file(self) -> str:
@@ -256,7 +257,8 @@ def _encode_options(path: Path, tree: Any, loc: list[int | str], options: dict[i
         try:
             out[code] = encode_value(code, value)
         except OptionValueError as exc:
-            problems.append(Problem(path, line_of(tree, [*loc, code]), f"option {code}: {exc}"))
+            message = str(exc) if str(exc).startswith(f"option {code}") else f"option {code}: {exc}"
+            problems.append(Problem(path, line_of(tree, [*loc, code]), message))
     return out
 
 
@@ -286,19 +288,34 @@ def _load_tree(path: Path, what: str) -> tuple[Any, list[Problem]]:
 
 def load_config(path: Path) -> Config:
     """Load and check ztp.yaml and the inventory it names. Raises ConfigError listing every problem."""
+    config, problems = check_config(path)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def check_config(path: Path) -> tuple[Config | None, list[Problem]]:
+    """Load what can be loaded and list every problem; the Config is None only when the file's own schema
+    is broken. `ztp check` uses the partial Config to go on and render templates."""
     path = path.resolve()
     tree, problems = _load_tree(path, "configuration")
     if tree is None:
-        raise ConfigError(problems)
+        return None, problems
     try:
         model = ConfigModel.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(path, tree, exc)) from None
+        return None, _pydantic_problems(path, tree, exc)
     base = path.parent
     subnets = _build_subnets(path, tree, model, problems)
     global_options = _encode_options(path, tree, ["dhcp", "options"], model.dhcp.options, problems)
     inventory_path = (base / model.inventory).resolve()
-    inventory = _load_inventory(inventory_path, subnets, problems)
+    if inventory_path.is_file():
+        inventory = _load_inventory(inventory_path, subnets, problems)
+    else:
+        problems.append(Problem(path, line_of(tree, ["inventory"]),
+                                f"inventory file {inventory_path} does not exist"))
+        inventory = Inventory(path=inventory_path, default_template=None, default_vars={}, default_options={},
+                              devices=())
     dns = None
     if model.dns is not None:
         records: dict[str, list[str]] = {}
@@ -322,15 +339,13 @@ def load_config(path: Path) -> Config:
     if tftp_root is not None and not tftp_root.is_dir():
         problems.append(Problem(path, line_of(tree, ["tftp", "root"]),
                                 f"tftp.root {tftp_root} does not exist or is not a directory"))
-    if problems:
-        raise ConfigError(problems)
     return Config(
         path=path, state_dir=(base / model.state_dir).resolve(), templates=templates, inventory=inventory,
         log_level=model.log_level, interfaces=tuple(model.dhcp.interfaces), lease_time=model.dhcp.lease_time,
         offer_hold=model.dhcp.offer_hold, dhcp_port=model.dhcp.port, global_options=global_options,
         subnets=tuple(subnets), tftp_root=tftp_root, tftp_port=model.tftp.port,
         tftp_max_blksize=model.tftp.max_blksize, dns=dns,
-    )
+    ), problems
 
 
 def _build_subnets(path: Path, tree: Any, model: ConfigModel, problems: list[Problem]) -> list[Subnet]:
@@ -394,7 +409,7 @@ def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) 
         options = _encode_options(path, tree, [*loc, "options"], dm.options, problems)
         device = Device(hostname=dm.hostname, mac=dm.mac, client_id=dm.client_id, circuit_id=dm.circuit_id,
                         remote_id=dm.remote_id, ip=dm.ip, template=dm.template, vars=dict(dm.vars),
-                        options=options, line=line)
+                        options=options, line=line, template_line=line_of(tree, [*loc, "template"]))
         if not (dm.mac or dm.client_id or dm.circuit_id or dm.remote_id):
             problems.append(Problem(path, line, f"device {dm.hostname}: give at least one of mac, client_id, "
                                                 "circuit_id or remote_id to recognise it"))

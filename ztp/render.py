@@ -105,14 +105,15 @@ class Renderer:
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(exc.filename or name, exc.lineno, f"syntax error: {exc.message}") from None
         except jinja2.TemplateNotFound as exc:
-            raise RenderError(str(self._config.inventory.path), view.device.line if view.device else 0,
+            raise RenderError(str(self._config.inventory.path),
+                              (view.device.template_line or view.device.line) if view.device else 0,
                               f"template {exc.name!r} not found in {self._config.templates}") from None
         except jinja2.UndefinedError as exc:
             file, line = self._template_position(exc, name)
-            raise RenderError(file, line, f"rendering {view.hostname}: {exc.message}") from None
+            raise RenderError(file, line, str(exc.message)) from None
         except Exception as exc:  # noqa: BLE001 - any template runtime error must become a clean refusal
             file, line = self._template_position(exc, name)
-            raise RenderError(file, line, f"rendering {view.hostname}: {type(exc).__name__}: {exc}") from None
+            raise RenderError(file, line, f"{type(exc).__name__}: {exc}") from None
         return text.encode("utf-8")
 
     def _template_position(self, exc: BaseException, name: str) -> tuple[str, int]:

@@ -192,8 +192,8 @@ def test_missing_inventory_templates_and_tftp_root(tmp_path: Path) -> None:
     ztp = BASE_ZTP.replace("./templates", "./nowhere") + "tftp:\n  root: ./tftpboot\n"
     found = problems(write(tmp_path, ztp, inventory=None))
     where = [(name, line) for name, line, _ in found]
-    assert where == [("inventory.yaml", 0), ("ztp.yaml", 1), ("ztp.yaml", 9)]
-    assert "cannot read the inventory" in found[0][2]
+    assert where == [("ztp.yaml", 2), ("ztp.yaml", 1), ("ztp.yaml", 9)]
+    assert "inventory file" in found[0][2] and "does not exist" in found[0][2]
     assert "templates directory" in found[1][2] and "tftp.root" in found[2][2]
 
 

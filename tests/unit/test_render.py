@@ -166,7 +166,7 @@ def test_template_outside_the_templates_directory_is_not_found(config: Config) -
         Renderer(config).render(view(config, "escape"))
     assert "not found" in info.value.message
     assert info.value.file == str(config.inventory.path)
-    assert info.value.line == config.inventory.by_hostname["escape"].line
+    assert info.value.line == config.inventory.by_hostname["escape"].template_line
 
 
 def test_no_template_at_all(tmp_path: Path, config: Config) -> None:
