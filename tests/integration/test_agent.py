@@ -262,7 +262,7 @@ def test_stay_renews_at_t1_and_rebinds_at_t2(segment: Segment) -> None:
 
 
 def _serve_config(tmp: Path) -> Path:
-    """The example config with a /22 pool big enough for a 1,000-device fleet."""
+    """The example config with a /21 pool (2,043 addresses) big enough for a 1,000-device fleet."""
     inv = tmp / "inventory.yaml"
     inv.write_text((REPO / "inventory.yaml").read_text())
     cfg = tmp / "ztp.yaml"
@@ -273,8 +273,8 @@ dhcp:
   interfaces: [s1]
   lease_time: 3600
   subnets:
-    - network: 10.60.0.0/22
-      pool: 10.60.1.0-10.60.3.250
+    - network: 10.60.0.0/21
+      pool: 10.60.1.0-10.60.7.250
       routers: [10.60.0.1]
       dns_servers: [10.60.0.1]
       domain: lab.test
@@ -291,7 +291,7 @@ def appliance(lab: Lab, tmp_path: Path) -> ApplianceLab:
     app = ApplianceLab(lab=lab, tmp=tmp_path, config=_serve_config(tmp_path))
     app.srv = lab.ns("srv")
     app.seg = lab.segment("seg")
-    lab.attach(app.seg, app.srv, "s1", addr="10.60.0.1/22")
+    lab.attach(app.seg, app.srv, "s1", addr="10.60.0.1/21")
     app.start()
     return app
 
