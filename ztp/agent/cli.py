@@ -146,12 +146,12 @@ async def _main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     sink = ClientPortSink() if opts.stay is not None else None
+    host = InterfaceConfigurator(args.interface, enabled=opts.configure)
     try:
         link.start(loop)
         if sink is not None:
             sink.start(loop)
         specs = _specs(args, link.mac)
-        host = InterfaceConfigurator(args.interface, enabled=opts.configure)
         foreign = [mac_bytes(s.mac) for s in specs if mac_bytes(s.mac) != link.mac]
         with ForeignMacIngress(args.interface, foreign):
             if not fleet:
@@ -174,6 +174,7 @@ async def _main(args: argparse.Namespace) -> int:
             loop.remove_signal_handler(sig)
         if sink is not None:
             sink.close(loop)
+        host.close()
         link.close()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -22,7 +23,7 @@ from typing import Any
 
 from dnslib import QTYPE, DNSRecord  # type: ignore[import-untyped,unused-ignore]
 
-from ztp.agent import rawsock
+from ztp.agent import netlink, rawsock
 from ztp.agent.dhcp_client import (
     Acked,
     Bound,
@@ -189,60 +190,84 @@ def _is_ip(text: str) -> bool:
 
 
 class InterfaceConfigurator:
-    """Adds leased addresses (and the default route) to the agent's interface with iproute2.
+    """Adds leased addresses (and the default route) to the agent's interface over rtnetlink.
 
     The first address gets its prefix route and the default route; later ones (a fleet) are added with
-    ``noprefixroute`` so the routing table stays one entry per subnet.
+    ``noprefixroute`` so the routing table stays one entry per subnet. Each change is one netlink request
+    on a shared socket (:mod:`ztp.agent.netlink`), so a boot storm does not queue behind ``ip`` processes.
     """
 
-    def __init__(self, ifname: str, *, enabled: bool = True) -> None:
-        """Configure `ifname`; with `enabled` False every call is a no-op."""
+    def __init__(self, ifname: str, *, enabled: bool = True, rtnl: netlink.RouteRequests | None = None,
+                 ifindex: int | None = None) -> None:
+        """Configure `ifname`; with `enabled` False every call is a no-op (and no socket is opened).
+
+        The netlink socket and interface index are looked up on first use unless given.
+        """
         self.ifname = ifname
         self.enabled = enabled
-        self._lock = asyncio.Lock()
         self._primary: IPv4Address | None = None
         self._route = False
+        self._rtnl = rtnl
+        self._ifindex = ifindex
+
+    def _socket(self) -> tuple[netlink.RouteRequests, int]:
+        if self._ifindex is None:
+            self._ifindex = socket.if_nametoindex(self.ifname)
+        if self._rtnl is None:
+            self._rtnl = netlink.RouteSocket()
+        return self._rtnl, self._ifindex
 
     async def add(self, lease: Lease) -> None:
-        """Add the lease's address (and once, the default route via its first router)."""
+        """Add the lease's address (and once, the default route via its first router); OSError on failure."""
         if not self.enabled:
             return
-        async with self._lock:
-            cidr = f"{lease.address}/{lease.prefixlen}"
-            argv = ["ip", "addr", "add", cidr, "dev", self.ifname]
-            if self._primary is not None and self._primary != lease.address:
-                argv.append("noprefixroute")
-            await _ip(argv, ok_if_exists=True)
-            if self._primary is None:
-                self._primary = lease.address
-            routers = lease.routers
-            if routers and not self._route:
-                await _ip(["ip", "route", "replace", "default", "via", str(routers[0]), "dev", self.ifname],
-                          ok_if_exists=True, check=False)
-                self._route = True
+        rtnl, ifindex = self._socket()
+        cidr = f"{lease.address}/{lease.prefixlen}"
+        # Claimed before the first await: concurrent devices then agree on which address is primary, and
+        # the kernel sees the primary (with its prefix route) before any noprefixroute secondary.
+        claimed = self._primary is None
+        if claimed:
+            self._primary = lease.address
+        seq = rtnl.next_seq()
+        msg = netlink.build_address(seq, ifindex, lease.address, lease.prefixlen,
+                                    noprefixroute=self._primary != lease.address)
+        try:
+            ack = await rtnl.request(seq, msg)
+            if ack.error != errno.EEXIST:
+                ack.raise_for_error(f"add {cidr} to {self.ifname}")
+        except OSError:
+            if claimed and self._primary == lease.address:
+                self._primary = None
+            raise
+        if lease.routers and not self._route:
+            self._route = True
+            seq = rtnl.next_seq()
+            ack = await rtnl.request(seq, netlink.build_default_route(seq, ifindex, lease.routers[0]))
+            if ack.error:
+                # As a device would: it still has its address and a route to its own subnet.
+                log.warning("default route via %s on %s not set: %s", lease.routers[0], self.ifname,
+                            os.strerror(ack.error) + (f": {ack.message}" if ack.message else ""))
 
     async def remove(self, lease: Lease) -> None:
-        """Remove the lease's address again."""
+        """Remove the lease's address again (errors are logged, not raised)."""
         if not self.enabled:
             return
-        async with self._lock:
-            await _ip(["ip", "addr", "del", f"{lease.address}/{lease.prefixlen}", "dev", self.ifname],
-                      check=False)
-            if self._primary == lease.address:
-                self._primary = None
-                self._route = False
+        rtnl, ifindex = self._socket()
+        seq = rtnl.next_seq()
+        msg = netlink.build_address(seq, ifindex, lease.address, lease.prefixlen, add=False)
+        ack = await rtnl.request(seq, msg)
+        if ack.error:
+            log.debug("remove %s/%s from %s: %s", lease.address, lease.prefixlen, self.ifname,
+                      os.strerror(ack.error))
+        if self._primary == lease.address:
+            self._primary = None
+            self._route = False
 
-
-async def _ip(argv: list[str], *, ok_if_exists: bool = False, check: bool = True) -> None:
-    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE)
-    _, err = await proc.communicate()
-    if proc.returncode == 0 or not check:
-        return
-    text = err.decode(errors="replace").strip()
-    if ok_if_exists and "File exists" in text:
-        return
-    raise OSError(f"{' '.join(argv)}: {text}")
+    def close(self) -> None:
+        """Close the netlink socket (addresses stay configured)."""
+        if self._rtnl is not None:
+            self._rtnl.close()
+            self._rtnl = None
 
 
 class _UdpEndpoint(asyncio.DatagramProtocol):
