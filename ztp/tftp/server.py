@@ -2,8 +2,9 @@
 
 One listening socket receives requests with ``IP_PKTINFO`` so each transfer can reply from the address
 the client talked to. Every transfer gets its own ephemeral UDP socket (a new TID, RFC 1350 §4), bound to
-that address, read with ``add_reader`` and sent on directly; there is no thread per session and a single
-lazily re-armed timer per session, so thousands of concurrent transfers cost one epoll set.
+that address and connected to the client's TID, read with ``add_reader`` and sent on directly; there is no
+thread per session and a single lazily re-armed timer per session, so thousands of concurrent transfers
+cost one epoll set.
 
 Malformed datagrams to the listener are counted, logged at debug level and dropped without a reply: an
 ERROR would make the server a reflector for spoofed garbage, and a real client never sends one. WRQ is
@@ -30,7 +31,6 @@ from ztp.tftp.content import ContentProvider, StaticRoot, TftpRefusal
 from ztp.tftp.packet import (
     ERR_ACCESS,
     ERR_UNDEFINED,
-    ERR_UNKNOWN_TID,
     ReadRequest,
     TftpMalformed,
     WriteRequest,
@@ -55,10 +55,23 @@ def _printable(name: str) -> str:
 
 
 class _Transfer:
-    """One RRQ on its own socket: moves datagrams and timer events between the loop and a ReadSession."""
+    """One RRQ on its own connected socket: moves datagrams and timer events between the loop and a session.
+
+    The socket is ``connect()``ed to the client's TID, as tftpd-hpa does: the kernel keeps the route,
+    ``send``/``recv`` skip address handling and the per-datagram TID check, and only the peer's datagrams
+    reach the socket. A datagram from any other TID is answered by the kernel with ICMP port unreachable
+    instead of the ERROR 5 that RFC 1350 §4 says "should" be sent; both tell the stray sender it has the
+    wrong port, and the transfer is not disturbed.
+    Keeping ERROR 5 would need a second, unconnected socket on the same port: an extra descriptor per
+    transfer, and the SO_REUSEADDR it needs would let any local process bind that port too.
+
+    The hot path, one ACK in and the next DATA out, runs inside the reader callback: one ``recv`` per
+    readiness event (the loop is level-triggered, so a second queued datagram just fires again), the
+    session's reply sent at once, and the deque and writer callback used only when the send buffer is full.
+    """
 
     __slots__ = ("server", "sock", "session", "peer", "filename", "prefix", "_pending", "_timer",
-                 "_timer_at", "_writer", "_closed")
+                 "_timer_at", "_writer", "_closed", "_recv", "_send", "_loop")
 
     def __init__(self, server: TftpServer, sock: socket.socket, session: ReadSession,
                  peer: tuple[str, int], filename: str, prefix: str) -> None:
@@ -68,6 +81,9 @@ class _Transfer:
         self.peer = peer
         self.filename = filename
         self.prefix = prefix
+        self._loop = server._loop
+        self._recv = sock.recv
+        self._send = sock.send
         self._pending: collections.deque[bytes] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -75,42 +91,56 @@ class _Transfer:
         self._closed = False
 
     def start(self) -> None:
-        self.server._loop.add_reader(self.sock.fileno(), self._on_readable)
+        self._loop.add_reader(self.sock.fileno(), self._on_readable)
         self._pump()
 
     def _on_readable(self) -> None:
-        sock = self.sock
+        try:
+            data = self._recv(_SESSION_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # e.g. ECONNREFUSED from an ICMP error; the timer decides the session's fate
         session = self.session
-        peer = self.peer
-        now = self.server._loop.time()
-        for _ in range(_DRAIN_LIMIT):
-            try:
-                data, addr = sock.recvfrom(_SESSION_RECV)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                continue  # e.g. a queued ICMP error; the timer decides the session's fate
-            if addr[0] != peer[0] or addr[1] != peer[1]:
-                self.server._wrong_tid(sock, addr)
-                continue
-            session.receive(data, now)
-        self._pump()
+        session.receive(data, self._loop.time())
+        out = session.datagrams_to_send()
+        if out:
+            self._send_all(out)
+        deadline = session.next_deadline()
+        if deadline is not None and self._timer is not None and self._timer_at <= deadline:
+            return  # the common case, one ACK in and one DATA out: the armed timer still covers it
+        self._arm(deadline)
 
     def _on_timer(self) -> None:
         self._timer = None
-        self.session.handle_timer(self.server._loop.time())
+        self.session.handle_timer(self._loop.time())
         self._pump()
 
     def _pump(self) -> None:
         """Send what the session queued, then re-arm the timer or finish."""
+        self._send_all(self.session.datagrams_to_send())
+        self._arm(self.session.next_deadline())
+
+    def _send_all(self, out: list[bytes]) -> None:
+        if self._pending:  # the send buffer was full: keep the order, the writer callback drains it
+            self._pending.extend(out)
+            return
+        send = self._send
+        for i, datagram in enumerate(out):
+            try:
+                send(datagram)
+            except (BlockingIOError, InterruptedError):
+                self._pending.extend(out[i:])
+                self._want_writable()
+                return
+            except OSError as exc:
+                # An ICMP error from the peer or similar: this datagram is lost, the timer resends.
+                self.server.log.debug("%stftp send to %s:%d failed: %s", self.prefix, *self.peer, exc)
+
+    def _arm(self, deadline: float | None) -> None:
+        """Re-arm the timer for `deadline`, or finish the transfer once the session has ended."""
         if self._closed:
             return
-        out = self.session.datagrams_to_send()
-        if out:
-            self._pending.extend(out)
-            if not self._writer:
-                self._flush()
-        deadline = self.session.next_deadline()
         if deadline is None:
             if not self._pending:
                 self.server._finish(self)
@@ -121,38 +151,34 @@ class _Transfer:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_at = deadline
-            self._timer = self.server._loop.call_at(deadline, self._on_timer)
+            self._timer = self._loop.call_at(deadline, self._on_timer)
 
-    def _flush(self) -> None:
-        pending = self._pending
-        sock = self.sock
-        peer = self.peer
-        while pending:
-            try:
-                sock.sendto(pending[0], peer)
-            except (BlockingIOError, InterruptedError):
-                if not self._writer:
-                    self._writer = True
-                    self.server._loop.add_writer(sock.fileno(), self._on_writable)
-                return
-            except OSError as exc:
-                # Unreachable peer or similar: drop this datagram, retransmission covers real loss.
-                self.server.log.debug("%stftp send to %s:%d failed: %s", self.prefix, peer[0], peer[1], exc)
-            pending.popleft()
-        if self._writer:
-            self._writer = False
-            self.server._loop.remove_writer(sock.fileno())
+    def _want_writable(self) -> None:
+        if not self._writer:
+            self._writer = True
+            self._loop.add_writer(self.sock.fileno(), self._on_writable)
 
     def _on_writable(self) -> None:
-        self._flush()
-        if not self._pending and self.session.next_deadline() is None:
+        pending = self._pending
+        send = self._send
+        while pending:
+            try:
+                send(pending[0])
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.server.log.debug("%stftp send to %s:%d failed: %s", self.prefix, *self.peer, exc)
+            pending.popleft()
+        self._writer = False
+        self._loop.remove_writer(self.sock.fileno())
+        if self.session.next_deadline() is None:
             self.server._finish(self)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        loop = self.server._loop
+        loop = self._loop
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -196,7 +222,7 @@ class TftpServer:
         self.on_complete: Callable[[str, str, int], None] | None = None
         self.counters: dict[str, int] = dict.fromkeys(
             ("rrq", "wrq_refused", "completed", "failed", "malformed", "refused", "active", "busy",
-             "internal_error", "wrong_tid", "duplicate_rrq", "stray", "bytes_sent", "retransmits"), 0)
+             "internal_error", "duplicate_rrq", "stray", "bytes_sent", "retransmits"), 0)
         self._sock: socket.socket | None = None
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._wildcard = host in ("", "0.0.0.0", "::")
@@ -345,7 +371,7 @@ class TftpServer:
             self._reply(error_datagram(ERR_UNDEFINED, "internal error"), peer, local, ifindex)
             return
         try:
-            sock = self._session_socket(local, ifindex)
+            sock = self._session_socket(local, ifindex, peer)
         except OSError as exc:
             self.counters["busy"] += 1
             self.log.warning("%stftp RRQ %s -> cannot open a session socket: %s", prefix, name, exc)
@@ -364,15 +390,19 @@ class TftpServer:
         self.log.info("%stftp RRQ %s %s%s", prefix, name, req.mode, f" {opts}" if opts else "")
         transfer.start()
 
-    def _session_socket(self, local: str, ifindex: int) -> socket.socket:
+    def _session_socket(self, local: str, ifindex: int, peer: tuple[str, int]) -> socket.socket:
+        """A new TID (RFC 1350 §4): an ephemeral port on the address the client talked to, connected to it."""
         sock = socket.socket(self._family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             if self._family == socket.AF_INET6:
                 scope = ifindex if ipaddress.IPv6Address(local).is_link_local else 0
                 sock.bind((local, 0, 0, scope))
+                peer_scope = ifindex if ipaddress.IPv6Address(peer[0]).is_link_local else 0
+                sock.connect((peer[0], peer[1], 0, peer_scope))
             else:
                 sock.bind((local, 0))
+                sock.connect(peer)
         except BaseException:
             sock.close()
             raise
@@ -406,14 +436,6 @@ class TftpServer:
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
                 self.log.debug("tftp: reply to %s:%d failed: %s", peer[0], peer[1], exc)
-
-    def _wrong_tid(self, sock: socket.socket, addr: tuple[str, int]) -> None:
-        """RFC 1350 §4: a datagram from an unknown TID gets ERROR 5; the transfer is not disturbed."""
-        self.counters["wrong_tid"] += 1
-        try:
-            sock.sendto(error_datagram(ERR_UNKNOWN_TID, "unknown transfer ID"), addr)
-        except OSError:
-            pass
 
     def _finish(self, transfer: _Transfer) -> None:
         if self._transfers.get(transfer.peer) is transfer:

@@ -98,6 +98,7 @@ class ReadSession:
         self._sent = 0  # highest block (absolute) put on the wire so far
         self._oack_pending = bool(self.accepted)
         self._deadline: float | None = None
+        self._rto = self.timeout  # the current retransmission timeout, backed off per try
         if self.failed is None:
             self._transmit(now)
 
@@ -130,10 +131,10 @@ class ReadSession:
     # -- driving ------------------------------------------------------------------------------------------
 
     def receive(self, datagram: bytes, now: float) -> None:
-        """Feed one datagram from the peer's TID (the I/O layer answers other TIDs with ERROR 5)."""
+        """Feed one datagram from the peer's TID (the I/O layer keeps other TIDs away, RFC 1350 §4)."""
         if self._done or self._failed is not None:
             return
-        if len(datagram) == 4 and datagram[0] == 0 and datagram[1] == 4:  # the hot path: a bare ACK
+        if len(datagram) == 4 and datagram[:2] == b"\0\4":  # the hot path: a bare ACK
             self._on_ack((datagram[2] << 8) | datagram[3], now)
             return
         try:
@@ -156,22 +157,27 @@ class ReadSession:
                 return
             self._oack_pending = False
             self._tries = 0
+            self._rto = self.timeout
             self._transmit(now)
             return
         # Map the 16-bit number onto the blocks in flight; the window is far smaller than 65536, so the
         # match is unique across rollover.
-        block = self._acked + ((wire_block - self._acked) & 0xFFFF)
-        if block <= self._acked or block > self._sent:
+        acked = self._acked
+        block = acked + ((wire_block - acked) & 0xFFFF)
+        if block <= acked or block > self._sent:
             self.ignored += 1  # duplicate or stale: never retransmit on it (Sorcerer's Apprentice)
             return
-        self.bytes_sent = min(block * self.blksize, self.size)
         self._acked = block
-        self._tries = 0
+        if self._tries:
+            self._tries = 0
+            self._rto = self.timeout
         if block >= self.total_blocks:
+            self.bytes_sent = self.size
             self._done = True
             self.finished = now
             self._deadline = None
             return
+        self.bytes_sent = block * self.blksize
         self._transmit(now)
 
     def _transmit(self, now: float) -> None:
@@ -179,15 +185,23 @@ class ReadSession:
         if self._oack_pending:
             self._out.append(build(OptionAck(self.accepted)))
         else:
-            first = self._acked + 1
-            last = min(self._acked + self.windowsize, self.total_blocks)
+            acked = self._acked
             bs = self.blksize
             data = self._data
-            for block in range(first, last + 1):
-                off = (block - 1) * bs
-                self._out.append(data_datagram(block, data[off:off + bs]))
-            self._sent = max(self._sent, last)
-        self._deadline = now + self.timeout * (self._backoff ** self._tries)
+            out = self._out
+            if self.windowsize == 1:  # lock-step, the common case: no range object, no min/max
+                off = acked * bs
+                out.append(data_datagram(acked + 1, data[off:off + bs]))
+                if acked >= self._sent:
+                    self._sent = acked + 1
+            else:
+                last = min(acked + self.windowsize, self.total_blocks)
+                for block in range(acked + 1, last + 1):
+                    off = (block - 1) * bs
+                    out.append(data_datagram(block, data[off:off + bs]))
+                if last > self._sent:
+                    self._sent = last
+        self._deadline = now + self._rto
 
     def datagrams_to_send(self) -> list[bytes]:
         """The datagrams queued since the last call, in order; the queue is emptied."""
@@ -196,9 +210,7 @@ class ReadSession:
 
     def next_deadline(self) -> float | None:
         """When `handle_timer` should next be called, or None once the session has ended."""
-        if self.done or self.failed is not None:
-            return None
-        return self._deadline
+        return self._deadline  # cleared when the session ends
 
     def handle_timer(self, now: float) -> None:
         """Retransmit if the deadline has passed, or fail after `retries` consecutive timeouts."""
@@ -210,6 +222,7 @@ class ReadSession:
             return
         self._tries += 1
         self.retransmits += 1
+        self._rto = self.timeout * (self._backoff ** self._tries)
         self._transmit(now)
 
     def _fail(self, reason: str, code: int | None = None, message: str = "") -> None:
