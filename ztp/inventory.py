@@ -17,7 +17,8 @@ class Identity:
     relay: RelayInfo | None = None
 
 
-def _client_id_matches(wanted: str, raw: bytes) -> bool:
+def _client_id_spellings(raw: bytes) -> set[str]:
+    """Every way an inventory may write the received client-id, lowercased (the index keys are too)."""
     # Inventories write a client-id as text (a serial number) or as hex; RFC 2132 §9.14 ids often start
     # with a type byte (0 for text, 1 for Ethernet), which people leave out.
     candidates = {raw.hex(), raw.hex(":")}
@@ -28,31 +29,33 @@ def _client_id_matches(wanted: str, raw: bytes) -> bool:
         candidates |= {text, text.lstrip("\x00")}
     except UnicodeDecodeError:
         pass
-    return wanted.lower() in {c.lower() for c in candidates}
+    return {c.lower() for c in candidates}
 
 
 def match_device(inventory: Inventory, identity: Identity) -> Device | None:
-    """The inventory device for a request: by MAC, then client-id, then relay circuit-id/remote-id."""
+    """The inventory device for a request: by MAC, then client-id, then relay circuit-id/remote-id.
+
+    When several devices could match by client-id (or by relay ids), the first listed wins.
+    """
     device = inventory.by_mac.get(identity.mac)
     if device is not None:
         return device
-    if identity.client_id:
-        for candidate in inventory.devices:
-            if candidate.client_id and _client_id_matches(candidate.client_id, identity.client_id):
-                return candidate
-    if identity.relay is not None:
+    if identity.client_id and inventory.client_id_index:
+        index = inventory.client_id_index
+        hits = [index[s] for s in _client_id_spellings(identity.client_id) if s in index]
+        if hits:
+            return min(hits, key=lambda hit: hit[0])[1]
+    if identity.relay is not None and inventory.relay_index:
         circuit = identity.relay.circuit_id
         remote = identity.relay.remote_id
         circuit_text = printable(circuit) if circuit is not None else None
         remote_text = printable(remote) if remote is not None else None
-        for candidate in inventory.devices:
-            if candidate.circuit_id is None and candidate.remote_id is None:
-                continue
-            if candidate.circuit_id is not None and candidate.circuit_id != circuit_text:
-                continue
-            if candidate.remote_id is not None and candidate.remote_id != remote_text:
-                continue
-            return candidate
+        # A device's listed ids must all equal the request's; an id it leaves out matches anything. So the
+        # request can only match these keys (a device listing neither id is not in the index).
+        keys = ((circuit_text, remote_text), (circuit_text, None), (None, remote_text))
+        relay_hits = [inventory.relay_index[k] for k in keys if k in inventory.relay_index]
+        if relay_hits:
+            return min(relay_hits, key=lambda hit: hit[0])[1]
     return None
 
 

@@ -21,8 +21,8 @@ ERR_NOT_DEFINED = 0
 def latest_lease(table: LeaseTable, mac: str) -> Lease | None:
     """The newest non-declined lease of a MAC (whatever its client-id)."""
     best: Lease | None = None
-    for lease in table.by_client.values():
-        if lease.mac == mac and lease.state != LeaseState.DECLINED and (best is None or lease.updated > best.updated):
+    for lease in table.client_leases_of_mac(mac):
+        if lease.state != LeaseState.DECLINED and (best is None or lease.updated > best.updated):
             best = lease
     return best
 
@@ -33,10 +33,12 @@ def device_view(config: Config, table: LeaseTable, *, device: Device | None, mac
         mac = device.mac
     lease = latest_lease(table, mac) if mac else None
     if lease is None and device is not None:
-        for candidate in table.by_client.values():  # devices matched by client-id or option 82
-            if candidate.hostname == device.hostname and candidate.state != LeaseState.DECLINED:
-                lease = candidate
-                mac = mac or candidate.mac
+        # Devices matched by client-id or option 82: their leases carry the inventory host name. The last
+        # one (in lease-table order) gives the address, the first the MAC, as when this walked every lease.
+        named = [c for c in table.client_leases_named(device.hostname) if c.state != LeaseState.DECLINED]
+        if named:
+            lease = named[-1]
+            mac = mac or next((c.mac for c in named if c.mac), None)
     ip: IPv4Address | None = device.ip if device is not None and device.ip is not None else None
     if ip is None and lease is not None:
         ip = lease.ip

@@ -166,3 +166,21 @@ def test_subnet_without_pool_offers_nothing(fake_clock: FakeClock) -> None:
                   dns_servers=(), domain=None, lease_time=60, options={}, line=1)
     assert choose(LeaseTable(), A, fake_clock.now, net=bare) is None
     assert choose(LeaseTable(), A, fake_clock.now, net=bare, reserved=ip(5)) == ip(5)
+
+
+def test_decline_of_another_address_drops_the_pending_offer_cleanly() -> None:
+    # A client holding an OFFER that DECLINEs some other address must not leave a stale record that later
+    # deletes whoever is given the offered address.
+    from ipaddress import IPv4Address as A
+
+    from ztp.leases.table import LeaseState, LeaseTable
+
+    t = LeaseTable()
+    t.offer(A("10.60.0.100"), "C", "C", hold=30, now=0)
+    t.decline(A("10.60.0.101"), "C", "C", quarantine=600, now=1)
+    assert A("10.60.0.100") not in t.by_ip and t.lease_of("C") is None
+    t.bind(A("10.60.0.100"), "D", "D", lease_time=60, now=2)
+    t.bind(A("10.60.0.102"), "C", "C", lease_time=60, now=3)
+    kept = t.by_ip[A("10.60.0.100")]
+    assert kept.client == "D" and kept.state == LeaseState.BOUND
+    assert t.by_ip[A("10.60.0.101")].state == LeaseState.DECLINED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from ipaddress import IPv4Address
 from typing import Final
 
@@ -32,6 +33,7 @@ OPT_MESSAGE_TYPE: Final = 53
 MAGIC_COOKIE: Final = b"\x63\x82\x53\x63"
 BROADCAST_FLAG: Final = 0x8000
 ZERO_IP: Final = IPv4Address(0)
+_ZERO4: Final = bytes(4)
 
 _HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")
 HEADER_LEN: Final = _HEADER.size  # 236
@@ -47,7 +49,10 @@ class MalformedPacket(ValueError):
         self.offset = offset
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, unlike the other codec types: one is built for every datagram and every reply, and a frozen
+# dataclass's __init__ (object.__setattr__ per field, 16 fields) costs about 4x a plain one. Treat packets as
+# values all the same: nothing mutates one; with_options()/dataclasses.replace() make changed copies.
+@dataclass(slots=True)
 class DhcpPacket:
     """One BOOTP/DHCP message. `options` keeps wire order; repeated options are already concatenated."""
 
@@ -120,6 +125,13 @@ def _parse_options(data: bytes, start: int, end: int, into: dict[int, bytes]) ->
     # A missing END is tolerated: many ROMs omit it and the data is otherwise well formed.
 
 
+@lru_cache(maxsize=1024)
+def _address(raw: bytes) -> IPv4Address:
+    # Building an IPv4Address costs more than the rest of the header: most of a request's four address
+    # fields are zero, and giaddr is one of a few relays, so share the objects (bounded for ciaddr's variety).
+    return ZERO_IP if raw == _ZERO4 else IPv4Address(raw)
+
+
 def parse(data: bytes) -> DhcpPacket:
     """Decode a BOOTP/DHCP datagram. Raises MalformedPacket."""
     if len(data) < HEADER_LEN:
@@ -150,24 +162,29 @@ def parse(data: bytes) -> DhcpPacket:
             options.pop(OPT_OVERLOAD, None)
     return DhcpPacket(
         op=op, htype=htype, hlen=hlen, hops=hops, xid=xid, secs=secs, flags=flags,
-        ciaddr=IPv4Address(ciaddr), yiaddr=IPv4Address(yiaddr), siaddr=IPv4Address(siaddr),
-        giaddr=IPv4Address(giaddr), chaddr=chaddr, sname=_cstring(sname), file=_cstring(file),
+        ciaddr=_address(ciaddr), yiaddr=_address(yiaddr), siaddr=_address(siaddr),
+        giaddr=_address(giaddr), chaddr=chaddr, sname=_cstring(sname), file=_cstring(file),
         options=options, bootp=bootp,
     )
 
 
 def encode_options(options: dict[int, bytes]) -> bytes:
     """TLV-encode options in the given order; values over 255 bytes are split (RFC 3396 §5), END appended."""
+    # Appending ints to one bytearray, rather than concatenating small bytes objects, is what keeps this
+    # off the profile: it runs for every reply.
     out = bytearray()
     for code, value in options.items():
-        if code in (OPT_PAD, OPT_END):
+        if code == OPT_PAD or code == OPT_END:
             continue
-        if not value:
-            out += bytes((code, 0))
+        if len(value) <= 255:
+            out.append(code)
+            out.append(len(value))
+            out += value
             continue
         for i in range(0, len(value), 255):
             chunk = value[i : i + 255]
-            out += bytes((code, len(chunk)))
+            out.append(code)
+            out.append(len(chunk))
             out += chunk
     out.append(OPT_END)
     return bytes(out)

@@ -14,7 +14,7 @@ SERVER_PORT: Final = 67
 CLIENT_PORT: Final = 68
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen only because one is built per reply (see DhcpPacket); never mutated
 class Destination:
     """Address and port to send to; `arp_mac` set when the client must be reached before it has an IP."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 from ipaddress import IPv4Address
 
 from ztp.config import Config, Device, Subnet
@@ -22,7 +23,7 @@ DECLINE_QUARANTINE = 600.0
 _FIRST = (o.MESSAGE_TYPE, o.SERVER_ID)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen only because one is built per datagram (see DhcpPacket); never mutated
 class Ingress:
     """Where a request arrived: the receiving interface and the appliance address the client reached."""
 
@@ -40,11 +41,19 @@ class Decision:
     reply: DhcpPacket | None = None
     durable: Lease | None = None  # must be on disk before `reply` leaves (ACK)
     background: Lease | None = None  # persisted without waiting (release, decline)
-    log: str = ""
+    # The log line is formatted only when it is emitted (`log`): building it costs more than deciding
+    # a routine OFFER or ACK, and the server logs those at INFO, usually off.
+    log_format: str = ""
     level: int = logging.INFO
     bound: Lease | None = None
     released: Lease | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    log_args: tuple[object, ...] = ()  # %-style arguments of `log_format`, if any
+
+    @property
+    def log(self) -> str:
+        """What happened, as one line for the log (empty: nothing worth logging)."""
+        return self.log_format % self.log_args if self.log_args else self.log_format
 
 
 def client_key(pkt: DhcpPacket) -> str:
@@ -59,6 +68,8 @@ class Responder:
     def __init__(self, config: Config, table: LeaseTable) -> None:
         self.config = config
         self.table = table
+        self._fixed: dict[tuple[int | None, IPv4Address, int, int, bool], dict[int, bytes]] = {}
+        self._server_names: dict[IPv4Address, bytes] = {}
 
     # --- identification -------------------------------------------------------------------------
 
@@ -88,7 +99,7 @@ class Responder:
     def handle(self, pkt: DhcpPacket, ingress: Ingress, now: float) -> Decision:
         """Turn one BOOTREQUEST into a decision."""
         if pkt.op != p.BOOTREQUEST:
-            return Decision(log="not a BOOTREQUEST; ignored", level=logging.DEBUG)
+            return Decision(log_format="not a BOOTREQUEST; ignored", level=logging.DEBUG)
         relay = self._relay_info(pkt)
         subnet = self.subnet_for(pkt, ingress, relay)
         device = self.device_for(pkt, relay)
@@ -97,8 +108,8 @@ class Responder:
             return self._bootp(pkt, ingress, subnet, device, now)
         if subnet is None and mtype not in (p.RELEASE, p.DECLINE, p.INFORM):
             where = f"giaddr {pkt.giaddr}" if pkt.giaddr != p.ZERO_IP else f"interface {ingress.ifname}"
-            return Decision(log=f"{p.MESSAGE_TYPE_NAMES.get(mtype, mtype)} from {where}: no subnet is "
-                                "configured there; ignored", level=logging.WARNING)
+            return Decision(log_format=f"{p.MESSAGE_TYPE_NAMES.get(mtype, mtype)} from {where}: no subnet "
+                                       "is configured there; ignored", level=logging.WARNING)
         if mtype == p.DISCOVER:
             assert subnet is not None
             return self._discover(pkt, ingress, subnet, device, now)
@@ -111,7 +122,7 @@ class Responder:
             return self._decline(pkt, ingress, now)
         if mtype == p.INFORM:
             return self._inform(pkt, ingress, subnet, device)
-        return Decision(log=f"message type {mtype} is not for a server; ignored", level=logging.DEBUG)
+        return Decision(log_format=f"message type {mtype} is not for a server; ignored", level=logging.DEBUG)
 
     def _reservation(self, device: Device | None, subnet: Subnet) -> IPv4Address | None:
         if device is not None and device.ip is not None and device.ip in subnet.network:
@@ -137,11 +148,12 @@ class Responder:
         ip = self.table.choose(subnet, client, reserved=self._reservation(device, subnet),
                                requested=pkt.option_ip(o.REQUESTED_IP), now=now)
         if ip is None:
-            return Decision(log=f"DISCOVER: no free address in {subnet.network}", level=logging.WARNING)
+            return Decision(log_format=f"DISCOVER: no free address in {subnet.network}",
+                            level=logging.WARNING)
         self.table.offer(ip, client, pkt.mac, hold=self.config.offer_hold, now=now,
                          hostname=self._hostname(pkt, device))
         reply = self._reply(pkt, p.OFFER, ingress, subnet, device, yiaddr=ip)
-        return Decision(reply=reply, log=f"DISCOVER -> OFFER {ip}{_who(device)}")
+        return Decision(reply=reply, log_format="DISCOVER -> OFFER %s%s", log_args=(ip, _who(device)))
 
     def _request(self, pkt: DhcpPacket, ingress: Ingress, subnet: Subnet, device: Device | None,
                  now: float) -> Decision:
@@ -153,7 +165,7 @@ class Responder:
             # SELECTING (RFC 2131 §4.3.2): the client answers one OFFER.
             if server_id != ingress.server_ip and server_id not in ingress.local_ips:
                 self.table.forget_offer(client)
-                return Decision(log=f"REQUEST for server {server_id}: not us; offer withdrawn",
+                return Decision(log_format=f"REQUEST for server {server_id}: not us; offer withdrawn",
                                 level=logging.DEBUG)
             if pkt.ciaddr != p.ZERO_IP and requested is None:
                 requested = pkt.ciaddr
@@ -192,7 +204,8 @@ class Responder:
                                 hostname=self._hostname(pkt, device))
         reply = self._reply(pkt, p.ACK, ingress, subnet, device, yiaddr=ip)
         return Decision(reply=reply, durable=lease, bound=lease,
-                        log=f"REQUEST ({state}) -> ACK {ip} for {subnet.lease_time}s{_who(device)}")
+                        log_format="REQUEST (%s) -> ACK %s for %ss%s",
+                        log_args=(state, ip, subnet.lease_time, _who(device)))
 
     def _nak(self, pkt: DhcpPacket, ingress: Ingress, why: str) -> Decision:
         opts = {o.MESSAGE_TYPE: bytes((p.NAK,)), o.SERVER_ID: ingress.server_ip.packed,
@@ -203,50 +216,53 @@ class Responder:
         flags = pkt.flags | (p.BROADCAST_FLAG if pkt.giaddr != p.ZERO_IP else 0)  # RFC 2131 §4.3.2
         reply = DhcpPacket(op=p.BOOTREPLY, xid=pkt.xid, chaddr=pkt.chaddr, htype=pkt.htype, hlen=pkt.hlen,
                            flags=flags, giaddr=pkt.giaddr, options=opts)
-        return Decision(reply=reply, log=f"{why} -> NAK", level=logging.WARNING)
+        return Decision(reply=reply, log_format=f"{why} -> NAK", level=logging.WARNING)
 
     def _release(self, pkt: DhcpPacket, now: float) -> Decision:
         lease = self.table.release(client_key(pkt), pkt.ciaddr, now)
         if lease is None:
-            return Decision(log=f"RELEASE of {pkt.ciaddr}: no such lease for this client; ignored",
+            return Decision(log_format=f"RELEASE of {pkt.ciaddr}: no such lease for this client; ignored",
                             level=logging.WARNING)
-        return Decision(background=lease, released=lease, log=f"RELEASE {pkt.ciaddr}")
+        return Decision(background=lease, released=lease, log_format=f"RELEASE {pkt.ciaddr}")
 
     def _decline(self, pkt: DhcpPacket, ingress: Ingress, now: float) -> Decision:
         server_id = pkt.option_ip(o.SERVER_ID)
         if server_id is not None and server_id != ingress.server_ip and server_id not in ingress.local_ips:
-            return Decision(log="DECLINE for another server; ignored", level=logging.DEBUG)
+            return Decision(log_format="DECLINE for another server; ignored", level=logging.DEBUG)
         ip = pkt.option_ip(o.REQUESTED_IP)
         if ip is None:
-            return Decision(log="DECLINE without option 50; ignored", level=logging.WARNING)
+            return Decision(log_format="DECLINE without option 50; ignored", level=logging.WARNING)
         lease = self.table.decline(ip, client_key(pkt), pkt.mac, quarantine=DECLINE_QUARANTINE, now=now)
         return Decision(background=lease, released=lease,
-                        log=f"DECLINE {ip}: address in use on the network, quarantined "
-                            f"{int(DECLINE_QUARANTINE)}s", level=logging.WARNING)
+                        log_format=f"DECLINE {ip}: address in use on the network, quarantined "
+                                   f"{int(DECLINE_QUARANTINE)}s", level=logging.WARNING)
 
     def _inform(self, pkt: DhcpPacket, ingress: Ingress, subnet: Subnet | None,
                 device: Device | None) -> Decision:
         if subnet is None:
             subnet = self.config.subnet_for(pkt.ciaddr)
         if subnet is None:
-            return Decision(log=f"INFORM from {pkt.ciaddr}: no subnet configured there", level=logging.WARNING)
+            return Decision(log_format=f"INFORM from {pkt.ciaddr}: no subnet configured there",
+                            level=logging.WARNING)
         reply = self._reply(pkt, p.ACK, ingress, subnet, device, yiaddr=p.ZERO_IP, lease=False)
-        return Decision(reply=reply, log=f"INFORM from {pkt.ciaddr} -> ACK{_who(device)}")
+        return Decision(reply=reply, log_format=f"INFORM from {pkt.ciaddr} -> ACK{_who(device)}")
 
     def _bootp(self, pkt: DhcpPacket, ingress: Ingress, subnet: Subnet | None, device: Device | None,
                now: float) -> Decision:
         if subnet is None:
-            return Decision(log="BOOTREQUEST: no subnet configured there; ignored", level=logging.WARNING)
+            return Decision(log_format="BOOTREQUEST: no subnet configured there; ignored",
+                            level=logging.WARNING)
         client = client_key(pkt)
         reserved = self._reservation(device, subnet)
         ip = self.table.choose(subnet, client, reserved=reserved, requested=None, now=now)
         if ip is None:
-            return Decision(log=f"BOOTREQUEST: no free address in {subnet.network}", level=logging.WARNING)
+            return Decision(log_format=f"BOOTREQUEST: no free address in {subnet.network}",
+                            level=logging.WARNING)
         lease = self.table.bind(ip, client, pkt.mac, lease_time=BOOTP_HOLD_SECONDS, now=now,
                                 hostname=self._hostname(pkt, device))
         reply = self._reply(pkt, None, ingress, subnet, device, yiaddr=ip, lease=False)
-        return Decision(reply=reply, durable=lease, bound=lease, log=f"BOOTREQUEST -> BOOTREPLY {ip} "
-                                                                     f"(fixed){_who(device)}")
+        return Decision(reply=reply, durable=lease, bound=lease,
+                        log_format=f"BOOTREQUEST -> BOOTREPLY {ip} (fixed){_who(device)}")
 
     # --- building replies -----------------------------------------------------------------------
 
@@ -261,6 +277,42 @@ class Responder:
     def _reply(self, pkt: DhcpPacket, mtype: int | None, ingress: Ingress, subnet: Subnet,
                device: Device | None, *, yiaddr: IPv4Address, lease: bool = True) -> DhcpPacket:
         server = ingress.server_ip
+        opts = self._fixed_options(mtype, server, subnet, device, lease)
+        boot = self.boot_file(pkt, device)
+        if boot is not None and device is None:
+            # The only option that differs per unlisted device; configured layers still override it.
+            opts = {o.BOOTFILE_NAME: boot.encode(), **opts}
+        codes = _order(tuple(opts), pkt.options.get(o.PARAMETER_LIST, b""))
+        ordered = {code: opts[code] for code in codes}
+        relay82 = pkt.options.get(o.RELAY_AGENT_INFO)
+        if relay82 is not None:
+            ordered[o.RELAY_AGENT_INFO] = relay82  # RFC 3046 §2.2: echoed, last
+        return DhcpPacket(
+            op=p.BOOTREPLY, xid=pkt.xid, chaddr=pkt.chaddr, htype=pkt.htype, hlen=pkt.hlen, flags=pkt.flags,
+            ciaddr=pkt.ciaddr if mtype in (p.ACK, None) and yiaddr == p.ZERO_IP else p.ZERO_IP,
+            yiaddr=yiaddr, siaddr=server if boot is not None else p.ZERO_IP, giaddr=pkt.giaddr,
+            sname=self._server_name(server) if boot is not None else b"",
+            file=boot.encode()[:127] if boot is not None else b"",
+            options=ordered, bootp=pkt.bootp,
+        )
+
+    def _server_name(self, server: IPv4Address) -> bytes:
+        name = self._server_names.get(server)
+        if name is None:
+            name = self._server_names[server] = str(server).encode()
+        return name
+
+    def _fixed_options(self, mtype: int | None, server: IPv4Address, subnet: Subnet, device: Device | None,
+                       lease: bool) -> dict[int, bytes]:
+        """The reply options that depend only on the configuration and on who asks (all but an unlisted
+        device's boot file name), computed once per combination: most of a reply is the same every time.
+        Callers must not modify the returned dict."""
+        # Subnet and Device hold dicts, so they are not hashable; they live as long as self.config, which
+        # makes their ids stable keys. The key space is bounded by the configuration.
+        key = (mtype, server, id(subnet), id(device), lease)
+        cached = self._fixed.get(key)
+        if cached is not None:
+            return cached
         opts: dict[int, bytes] = {}
         if mtype is not None:
             opts[o.MESSAGE_TYPE] = bytes((mtype,))
@@ -283,38 +335,30 @@ class Responder:
         if device is not None:
             opts[o.HOST_NAME] = device.hostname.encode()
         opts[o.BROADCAST_ADDRESS] = subnet.network.broadcast_address.packed
-        boot = self.boot_file(pkt, device)
-        if boot is not None:
-            opts[o.TFTP_SERVER_NAME] = str(server).encode()
-            opts[o.BOOTFILE_NAME] = boot.encode()
+        if device is not None or self.config.inventory.default_template:  # a boot file is given (boot_file)
+            opts[o.TFTP_SERVER_NAME] = self._server_name(server)
+            if device is not None:
+                opts[o.BOOTFILE_NAME] = device.boot_file.encode()
         # Configured options: global < inventory defaults < subnet < device (most specific wins).
         for layer in (self.config.global_options, self.config.inventory.default_options, subnet.options,
                       device.options if device is not None else {}):
             opts.update(layer)
-        ordered = _order(opts, pkt.options.get(o.PARAMETER_LIST, b""))
-        relay82 = pkt.options.get(o.RELAY_AGENT_INFO)
-        if relay82 is not None:
-            ordered[o.RELAY_AGENT_INFO] = relay82  # RFC 3046 §2.2: echoed, last
-        return DhcpPacket(
-            op=p.BOOTREPLY, xid=pkt.xid, chaddr=pkt.chaddr, htype=pkt.htype, hlen=pkt.hlen, flags=pkt.flags,
-            ciaddr=pkt.ciaddr if mtype in (p.ACK, None) and yiaddr == p.ZERO_IP else p.ZERO_IP,
-            yiaddr=yiaddr, siaddr=server if boot is not None else p.ZERO_IP, giaddr=pkt.giaddr,
-            sname=str(server).encode() if boot is not None else b"",
-            file=boot.encode()[:127] if boot is not None else b"",
-            options=ordered, bootp=pkt.bootp,
-        )
+        self._fixed[key] = opts
+        return opts
 
 
-def _order(opts: dict[int, bytes], requested: bytes) -> dict[int, bytes]:
+@lru_cache(maxsize=1024)  # clients send a handful of distinct option 55 lists; bounded against odd ones
+def _order(codes: tuple[int, ...], requested: bytes) -> tuple[int, ...]:
     """53 and 54 first, then what option 55 lists in its order, then the rest by code."""
-    out: dict[int, bytes] = {code: opts[code] for code in _FIRST if code in opts}
+    present = set(codes)
+    out: dict[int, None] = {code: None for code in _FIRST if code in present}
     for code in requested:
-        if code in opts and code not in out:
-            out[code] = opts[code]
-    for code in sorted(opts):
+        if code in present and code not in out:
+            out[code] = None
+    for code in sorted(codes):
         if code not in out:
-            out[code] = opts[code]
-    return out
+            out[code] = None
+    return tuple(out)
 
 
 def _who(device: Device | None) -> str:

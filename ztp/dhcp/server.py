@@ -8,6 +8,8 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import lru_cache
+from ipaddress import IPv4Address
 
 from ztp.dhcp import packet as p
 from ztp.dhcp.packet import DhcpPacket, MalformedPacket
@@ -20,6 +22,20 @@ from ztp.net.sockets import InterfaceTable, parse_pktinfo, pktinfo_cmsg, udp_soc
 
 log = logging.getLogger("ztp.dhcp")
 _BUF = 4096
+
+
+@lru_cache(maxsize=4096)
+def _address_text(ip: IPv4Address) -> str:
+    # The socket API wants text and IPv4Address builds it digit by digit; replies go to the same relays
+    # and the broadcast address over and over, so remember the spellings (bounded for clients' addresses).
+    return str(ip)
+
+
+@lru_cache(maxsize=256)
+def _pktinfo(anc: tuple[tuple[int, int, bytes], ...]) -> tuple[int, IPv4Address, IPv4Address] | None:
+    # Decoding builds two IPv4Address objects per datagram, yet only a few (interface, local address,
+    # destination) combinations ever arrive: remember them.
+    return parse_pktinfo(list(anc))
 
 
 class DhcpServer:
@@ -69,7 +85,7 @@ class DhcpServer:
             self._datagram(data, anc, peer)
 
     def _ingress(self, pkt: DhcpPacket, anc: list[tuple[int, int, bytes]]) -> Ingress | None:
-        info = parse_pktinfo(anc)
+        info = _pktinfo(tuple(anc))
         if info is None:
             return None
         ifindex, spec_dst, dst = info
@@ -108,7 +124,7 @@ class DhcpServer:
             self.counters["malformed"] += 1
             log.debug("%s dhcp malformed option dropped: %s", pkt.mac, exc)
             return
-        if decision.log:
+        if decision.log_format and log.isEnabledFor(decision.level):  # text is built only for lines emitted
             via = f" via {pkt.giaddr}" if pkt.giaddr != p.ZERO_IP else f" on {ingress.ifname}"
             log.log(decision.level, "%s dhcp %s%s", pkt.mac, decision.log, via)
         if decision.background is not None:
@@ -146,11 +162,11 @@ class DhcpServer:
         try:
             if dest.broadcast:
                 sock.sendmsg([data], pktinfo_cmsg(ingress.ifindex, ingress.server_ip),
-                               0, (str(dest.ip), dest.port))
+                               0, (_address_text(dest.ip), dest.port))
             elif dest.arp_mac is not None:
                 self._send_unicast_to_new_client(sock, data, dest, ingress)
             else:
-                sock.sendto(data, (str(dest.ip), dest.port))
+                sock.sendto(data, (_address_text(dest.ip), dest.port))
             self.counters["sent"] += 1
         except OSError as exc:
             self.counters["send_failed"] += 1
@@ -161,7 +177,7 @@ class DhcpServer:
         assert dest.arp_mac is not None
         if ingress.ifname and inject_arp(sock, ingress.ifname, dest.ip, dest.arp_mac):
             sock.sendmsg([data], pktinfo_cmsg(ingress.ifindex, ingress.server_ip), 0,
-                         (str(dest.ip), dest.port))
+                         (_address_text(dest.ip), dest.port))
         else:
             self.counters["arp_fallback_broadcast"] += 1
             if self.counters["arp_fallback_broadcast"] == 1:
@@ -170,5 +186,5 @@ class DhcpServer:
                             "net.ipv4.neigh.default.gc_thresh3 (and gc_thresh2): unicast TFTP to the devices "
                             "also needs one entry each", ingress.ifname)
             sock.sendmsg([data], pktinfo_cmsg(ingress.ifindex, ingress.server_ip), 0,
-                         (str(LIMITED_BROADCAST), dest.port))
+                         (_address_text(LIMITED_BROADCAST), dest.port))
 

@@ -48,7 +48,12 @@ class LeaseTable:
 
     def __init__(self, leases: list[Lease] | None = None) -> None:
         self.by_ip: dict[IPv4Address, Lease] = {}
-        self.by_client: dict[str, Lease] = {}
+        self.by_client: dict[str, Lease] = {}  # change only through _set_client/_drop_client (indexes below)
+        # by_client's leases grouped by MAC and by host name (client -> lease, in by_client order), so that
+        # "this device's lease" (TFTP config requests, `ztp leases`) costs a lookup, not a walk over
+        # every lease: a hall of 50,000 leases made each config request scan them all.
+        self._client_by_mac: dict[str, dict[str, Lease]] = {}
+        self._client_by_hostname: dict[str, dict[str, Lease]] = {}
         self._fresh: dict[IPv4Address, int] = {}  # pool start -> next never-used candidate (as int)
         for lease in sorted(leases or [], key=lambda x: x.updated):
             self._put(lease)
@@ -56,15 +61,37 @@ class LeaseTable:
     def _put(self, lease: Lease) -> None:
         old = self.by_ip.get(lease.ip)
         if old is not None and old.client != lease.client and self.by_client.get(old.client) is old:
-            del self.by_client[old.client]
+            self._drop_client(old.client)
         previous = self.by_client.get(lease.client)
         if previous is not None and previous.ip != lease.ip and previous.state == LeaseState.OFFERED:
             # A client holds at most one pending offer: the old one goes back to the pool.
-            del self.by_ip[previous.ip]
-            self._unused(previous.ip)
+            if self.by_ip.get(previous.ip) is previous:
+                del self.by_ip[previous.ip]
+                self._unused(previous.ip)
+            if lease.state == LeaseState.DECLINED:
+                # A DECLINE is not the client's lease: nothing may keep pointing at the dropped offer.
+                self._drop_client(lease.client)
         self.by_ip[lease.ip] = lease
         if lease.state != LeaseState.DECLINED:
-            self.by_client[lease.client] = lease
+            self._set_client(lease)
+
+    def _set_client(self, lease: Lease) -> None:
+        previous = self.by_client.get(lease.client)
+        self.by_client[lease.client] = lease
+        # Replacing in place when the MAC (host name) is unchanged keeps each group in by_client's order.
+        if previous is not None and previous.mac != lease.mac:
+            _ungroup(self._client_by_mac, previous.mac, lease.client)
+        self._client_by_mac.setdefault(lease.mac, {})[lease.client] = lease
+        if previous is not None and previous.hostname is not None and previous.hostname != lease.hostname:
+            _ungroup(self._client_by_hostname, previous.hostname, lease.client)
+        if lease.hostname is not None:
+            self._client_by_hostname.setdefault(lease.hostname, {})[lease.client] = lease
+
+    def _drop_client(self, client: str) -> None:
+        lease = self.by_client.pop(client)
+        _ungroup(self._client_by_mac, lease.mac, client)
+        if lease.hostname is not None:
+            _ungroup(self._client_by_hostname, lease.hostname, client)
 
     def _unused(self, ip: IPv4Address) -> None:
         # An address dropped from by_ip is never-used again: move any pool cursor past it back, or
@@ -76,6 +103,17 @@ class LeaseTable:
     def lease_of(self, client: str) -> Lease | None:
         """The client's current or last lease."""
         return self.by_client.get(client)
+
+    def client_leases_of_mac(self, mac: str) -> list[Lease]:
+        """The current or last lease of every client with this MAC (one per client-id it used), in
+        `by_client` order."""
+        group = self._client_by_mac.get(mac)
+        return list(group.values()) if group else []
+
+    def client_leases_named(self, hostname: str) -> list[Lease]:
+        """The current or last lease of every client that was given this host name, in `by_client` order."""
+        group = self._client_by_hostname.get(hostname)
+        return list(group.values()) if group else []
 
     def available(self, ip: IPv4Address, client: str, now: float) -> bool:
         """Whether `ip` may be given to `client` now."""
@@ -149,7 +187,7 @@ class LeaseTable:
         """RFC 2131 §4.3.3: the address is in use by someone else; keep it out of the pool for a while."""
         held = self.by_client.get(client)
         if held is not None and held.ip == ip:
-            del self.by_client[client]
+            self._drop_client(client)
         lease = Lease(ip=ip, client=client, mac=mac, state=LeaseState.DECLINED, expires=now + quarantine,
                       updated=now)
         self._put(lease)
@@ -159,7 +197,7 @@ class LeaseTable:
         """The client chose another server (RFC 2131 §4.3.2): drop our pending offer."""
         lease = self.by_client.get(client)
         if lease is not None and lease.state == LeaseState.OFFERED:
-            del self.by_client[client]
+            self._drop_client(client)
             if self.by_ip.get(lease.ip) is lease:
                 del self.by_ip[lease.ip]
                 self._unused(lease.ip)
@@ -167,3 +205,10 @@ class LeaseTable:
     def all(self) -> list[Lease]:
         """Every lease, by address."""
         return sorted(self.by_ip.values(), key=lambda x: x.ip)
+
+
+def _ungroup(groups: dict[str, dict[str, Lease]], key: str, client: str) -> None:
+    group = groups[key]
+    del group[client]
+    if not group:
+        del groups[key]  # keep the index as small as the table: MACs come and go
