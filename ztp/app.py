@@ -94,7 +94,7 @@ class Appliance:
             if lease.state == LeaseState.BOUND and lease.expires > now and lease.hostname:
                 self._bound(lease)
         self.dns = DnsServer(self.zone, port=dns.port, log=logging.getLogger("ztp.dns"),
-                             forwarders=[str(f) for f in dns.forwarders])
+                             forwarders=[str(f) for f in dns.forwarders], rate_limit=dns.rate_limit)
 
     def describe_peer(self, ip: str) -> str:
         """A TFTP peer's device key (MAC) when it holds a lease, else its address."""

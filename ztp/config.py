@@ -81,6 +81,7 @@ class DnsModel(_Strict):
     records: dict[str, str | list[str]] = Field(default_factory=dict)
     forwarders: list[IPv4Address] = Field(default_factory=list)
     port: int = Field(default=53, ge=1, le=65535)
+    rate_limit: float = Field(default=200.0, ge=0)
 
 
 class ConfigModel(_Strict):
@@ -194,6 +195,24 @@ class Inventory:
     by_mac: dict[str, Device] = field(default_factory=dict)
     by_client_id: dict[str, Device] = field(default_factory=dict)
     by_hostname: dict[str, Device] = field(default_factory=dict)
+    # Lookup indexes for ztp.inventory.match_device, derived from `devices` so they cannot disagree with it:
+    # a request from an unlisted MAC must not cost a walk over every device. Values carry the device's
+    # position so that, when several devices could match, the first listed wins as a walk would find.
+    client_id_index: dict[str, tuple[int, Device]] = field(init=False, repr=False, compare=False)
+    relay_index: dict[tuple[str | None, str | None], tuple[int, Device]] = field(init=False, repr=False,
+                                                                                 compare=False)
+
+    def __post_init__(self) -> None:
+        client_ids: dict[str, tuple[int, Device]] = {}
+        relay_ids: dict[tuple[str | None, str | None], tuple[int, Device]] = {}
+        for position, device in enumerate(self.devices):
+            if device.client_id:
+                # Client-ids are compared case-insensitively (serials and hex spellings alike).
+                client_ids.setdefault(device.client_id.lower(), (position, device))
+            if device.circuit_id is not None or device.remote_id is not None:
+                relay_ids.setdefault((device.circuit_id, device.remote_id), (position, device))
+        object.__setattr__(self, "client_id_index", client_ids)  # frozen: set once, here
+        object.__setattr__(self, "relay_index", relay_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +225,8 @@ class DnsSettings:
     records: dict[str, list[str]]
     forwarders: tuple[IPv4Address, ...]
     port: int
+    rate_limit: float = 200.0
+    """Queries/s per source address (bursts of twice that); 0 = no limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +351,7 @@ def check_config(path: Path) -> tuple[Config | None, list[Problem]]:
             records[name] = [str(a) for a in addrs]
         dns = DnsSettings(zone=model.dns.zone.rstrip(".").lower(), server_name=model.dns.server_name,
                           ttl=model.dns.ttl, records=records, forwarders=tuple(model.dns.forwarders),
-                          port=model.dns.port)
+                          port=model.dns.port, rate_limit=model.dns.rate_limit)
     templates = (base / model.templates).resolve()
     if not templates.is_dir():
         problems.append(Problem(path, line_of(tree, ["templates"]),

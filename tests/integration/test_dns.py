@@ -256,7 +256,8 @@ _FLOOD = textwrap.dedent(
 
 
 def test_malformed_flood_leaves_dns_serving(env: Env) -> None:
-    running = _start(env, 5355, "--zone", "lab.test", "--record", "leaf01=10.60.0.11")
+    # No rate limit: every one of the 10,000 datagrams (one source) must reach the parser.
+    running = _start(env, 5355, "--zone", "lab.test", "--record", "leaf01=10.60.0.11", "--rate-limit", "0")
     try:
         started = time.monotonic()
         res = env.lab.run(env.cli, [sys.executable, "-c", _FLOOD, SERVER, "5355", "10000"], timeout=60)
@@ -271,6 +272,45 @@ def test_malformed_flood_leaves_dns_serving(env: Env) -> None:
     # Every junk datagram was read, counted and dropped without a reply (none is a valid query).
     assert counters["malformed"] >= 9_900, counters
     assert counters["answered"] == 2 and counters["queries"] == counters["malformed"] + 2, counters
+
+
+_BLAST = textwrap.dedent(
+    """
+    import socket, sys, time
+    host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    query = bytes.fromhex("abcd01000001000000000000066c6561663031036c6162047465737400000100" "01")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    for _ in range(count):
+        s.sendto(query, (host, port))
+    replies, end = 0, time.monotonic() + 1.0
+    while time.monotonic() < end:
+        try:
+            s.recv(4096)
+            replies += 1
+        except BlockingIOError:
+            time.sleep(0.005)
+    print(replies)
+    """
+)
+
+
+def test_rate_limit_per_source(env: Env) -> None:
+    # 50 q/s per source, bursts of 100: a blast of 1,000 queries from 10.60.0.2 gets about 100 answers,
+    # while another address on the same link is still answered at once.
+    running = _start(env, 5357, "--zone", "lab.test", "--record", "leaf01=10.60.0.11", "--rate-limit", "50")
+    env.lab.run(env.cli, ["ip", "addr", "replace", "10.60.0.3/24", "dev", "veth0"])
+    try:
+        res = env.lab.run(env.cli, [sys.executable, "-c", _BLAST, SERVER, "5357", "1000"], timeout=30)
+        replies = int(res.stdout.split()[0])
+        # The burst, plus what refills while the server works through the queue (well under a second).
+        assert 100 <= replies <= 150, res.stdout
+        assert dig(env, "+short", "-b", "10.60.0.3", "leaf01.lab.test", port=5357).split() == ["10.60.0.11"]
+    finally:
+        counters = _stop(env, running)
+    assert counters["rate_limited"] == 1000 - replies, counters
+    assert counters["queries"] == replies + 1, counters  # dropped before parsing: not counted as queries
+    assert "dns rate limit:" in running.log.read_text() and "rate limit 50 q/s per source" in running.log.read_text()
 
 
 def test_forwarding_when_configured(env: Env) -> None:

@@ -7,6 +7,7 @@ address, the zone).
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -94,9 +95,9 @@ def seed_lease(tmp: Path, *, ip: str, mac: str, hostname: str, expires: float) -
     conn.close()
 
 
-def config(tmp: Path, *, lease_time: int = 3600) -> Path:
+def config(tmp: Path, *, lease_time: int = 3600, dns_extra: str = "") -> Path:
     """The example config with DNS on, static records, and option 6/15 left to the DNS defaults."""
-    cfg = write_config(tmp, inventory=INVENTORY, lease_time=lease_time, config_extra=DNS_EXTRA)
+    cfg = write_config(tmp, inventory=INVENTORY, lease_time=lease_time, config_extra=DNS_EXTRA + dns_extra)
     text = cfg.read_text()
     for line in ("      dns_servers: [10.60.0.1]\n", "      domain: lab.test\n"):
         assert line in text
@@ -105,9 +106,9 @@ def config(tmp: Path, *, lease_time: int = 3600) -> Path:
     return cfg
 
 
-def make_appliance(lab: Lab, tmp: Path, *, lease_time: int = 3600) -> ApplianceLab:
-    """A started appliance with DNS on and a probe namespace at PROBE_IP."""
-    app = ApplianceLab(lab=lab, tmp=tmp, config=config(tmp, lease_time=lease_time)).build()
+def make_appliance(lab: Lab, tmp: Path, *, lease_time: int = 3600, dns_extra: str = "") -> ApplianceLab:
+    """A started appliance with DNS on (plus `dns_extra` lines in its dns: section)."""
+    app = ApplianceLab(lab=lab, tmp=tmp, config=config(tmp, lease_time=lease_time, dns_extra=dns_extra)).build()
     app.start()
     lab.wait_for(lambda: lab.udp_listening(app.srv, 53), 10, "dns listening")
     return app
@@ -311,8 +312,19 @@ for i in range(10000):
 """
 
 
-def test_ten_thousand_malformed_packets_leave_dns_and_dhcp_serving(appliance: ApplianceLab) -> None:
-    lab, ns = appliance.lab, probe(appliance)
+def dns_counters(app: ApplianceLab) -> dict[str, int]:
+    """Stop the appliance and return the DNS counters it logs on the way out."""
+    assert app.stop() == 0, app.log.read_text()[-2000:]
+    match = re.search(r"dns counters (\{.*\})", app.log.read_text())
+    assert match, app.log.read_text()[-2000:]
+    counters: dict[str, int] = ast.literal_eval(match.group(1))
+    return counters
+
+
+def test_ten_thousand_malformed_packets_leave_dns_and_dhcp_serving(lab: Lab, tmp_path: Path) -> None:
+    # The rate limit is off so that every one of the 10,000 junk datagrams (one source) reaches the parser.
+    appliance = make_appliance(lab, tmp_path, dns_extra="  rate_limit: 0\n")
+    ns = probe(appliance)
     lab.run(ns, ["python3", "-c", FLOOD], timeout=60)
     lab.wait_for(lambda: appliance.log.read_text().count("dns malformed") >= 9_000, 20, "malformed counted")
     assert appliance.proc is not None and appliance.proc.poll() is None
@@ -321,3 +333,57 @@ def test_ten_thousand_malformed_packets_leave_dns_and_dhcp_serving(appliance: Ap
     env = lease(appliance, c)
     assert env["new_ip_address"].startswith("10.60.0.1")
     assert dig(lab, c, "nosuch.lab.test").status == "NXDOMAIN"
+    counters = dns_counters(appliance)
+    assert counters["malformed"] >= 9_900 and "rate_limited" not in counters, counters
+
+
+# Valid queries from one source at about 3,000/s until SIGTERM (at most 30 s); prints "sent N replies M".
+QUERY_FLOOD = r"""
+import signal, socket, struct, sys, time
+query = struct.pack("!HHHHHH", 0x5151, 0x0100, 1, 0, 0, 0) + b"\x06leaf01\x03lab\x04test\x00\x00\x01\x00\x01"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+sent = replies = 0
+start = time.monotonic()
+while not stop and time.monotonic() - start < 30:
+    for _ in range(30):
+        s.sendto(query, ("10.60.0.1", 53))
+        sent += 1
+    while True:
+        try:
+            s.recv(4096)
+            replies += 1
+        except BlockingIOError:
+            break
+    time.sleep(max(0.0, start + sent / 3000 - time.monotonic()))
+print(f"sent {sent} replies {replies} in {time.monotonic() - start:.1f}s", flush=True)
+"""
+
+
+def test_query_flood_from_one_source_is_rate_limited_and_others_are_served(lab: Lab, tmp_path: Path) -> None:
+    # Default limit (200 q/s per source, bursts of 400): the flooder gets about that many answers, while a
+    # device gets its lease and its own answers during the flood.
+    appliance = make_appliance(lab, tmp_path)
+    flooder = probe(appliance)
+    out = appliance.tmp / "flood.out"
+    flood = lab.spawn(flooder, ["python3", "-c", QUERY_FLOOD], log=out)
+    started = time.monotonic()
+    try:
+        lab.wait_for(lambda: "dns rate limit:" in appliance.log.read_text(), 10, "rate limiting logged")
+        c = appliance.client("during", "02:00:00:00:0d:02")
+        env = lease(appliance, c)
+        assert env["new_ip_address"].startswith("10.60.0.1")
+        assert dig(lab, c, "leaf01.lab.test").values("A") == ["10.60.0.11"]
+        assert dig(lab, c, "nosuch.lab.test").status == "NXDOMAIN"
+        assert flood.poll() is None, out.read_text()  # the flood was on all along
+    finally:
+        lab.stop(flood)
+    elapsed = time.monotonic() - started
+    sent, replies = (int(n) for n in re.findall(r"sent (\d+) replies (\d+)", out.read_text())[0])
+    assert sent >= 1000 * elapsed, out.read_text()  # a real flood, even on a busy machine
+    assert replies <= 400 + 200 * (elapsed + 1), out.read_text()
+    counters = dns_counters(appliance)
+    assert counters["rate_limited"] >= sent - replies - 50, (counters, sent, replies)
+    assert counters["rate_limited"] + counters["queries"] >= sent, (counters, sent)
