@@ -13,7 +13,7 @@ IP_PKTINFO: Final = 8  # Linux value; absent from Python 3.11's socket module
 SIOCGIFADDR: Final = 0x8915
 SO_SNDBUFFORCE: Final = 32
 SO_RCVBUFFORCE: Final = 33
-_PKTINFO = struct.Struct("=I4s4s")  # struct in_pktinfo: ipi_ifindex, ipi_spec_dst, ipi_addr
+IN_PKTINFO = struct.Struct("=I4s4s")  # struct in_pktinfo: ipi_ifindex, ipi_spec_dst, ipi_addr
 
 
 def udp_socket(host: str, port: int, *, broadcast: bool = False, pktinfo: bool = False,
@@ -50,8 +50,8 @@ def udp_socket(host: str, port: int, *, broadcast: bool = False, pktinfo: bool =
 def parse_pktinfo(ancdata: list[tuple[int, int, bytes]]) -> tuple[int, IPv4Address, IPv4Address] | None:
     """(ifindex, local address the packet was routed to, header destination) from recvmsg's ancillary data."""
     for level, kind, data in ancdata:
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _PKTINFO.size:
-            ifindex, spec_dst, addr = _PKTINFO.unpack_from(data)
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= IN_PKTINFO.size:
+            ifindex, spec_dst, addr = IN_PKTINFO.unpack_from(data)
             return ifindex, IPv4Address(spec_dst), IPv4Address(addr)
     return None
 
@@ -59,7 +59,7 @@ def parse_pktinfo(ancdata: list[tuple[int, int, bytes]]) -> tuple[int, IPv4Addre
 def pktinfo_cmsg(ifindex: int, source: IPv4Address | None = None) -> list[tuple[int, int, bytes]]:
     """Ancillary data that makes sendmsg leave through `ifindex` (needed for 255.255.255.255)."""
     spec = source.packed if source is not None else bytes(4)
-    return [(socket.IPPROTO_IP, IP_PKTINFO, _PKTINFO.pack(ifindex, spec, bytes(4)))]
+    return [(socket.IPPROTO_IP, IP_PKTINFO, IN_PKTINFO.pack(ifindex, spec, bytes(4)))]
 
 
 def interface_ipv4(ifname: str) -> IPv4Address | None:

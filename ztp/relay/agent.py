@@ -30,7 +30,7 @@ from typing import Final
 from ztp.dhcp.packet import BOOTREPLY, MalformedPacket, build, parse
 from ztp.dhcp.relayinfo import printable
 from ztp.net.arp import ARPHRD_ETHER, inject_arp
-from ztp.net.sockets import parse_pktinfo, pktinfo_cmsg, udp_socket
+from ztp.net.sockets import IN_PKTINFO, parse_pktinfo, pktinfo_cmsg, udp_socket
 from ztp.relay.policy import (
     DROP_GIADDR_SPOOF,
     DROP_REQUEST_UPSTREAM,
@@ -52,7 +52,7 @@ CLIENT_PORT: Final = 68
 SIOCGIFADDR: Final = 0x8915
 SIOCGIFNETMASK: Final = 0x891B
 SIOCGIFHWADDR: Final = 0x8927
-_PKTINFO = struct.Struct("=i4s4s")  # struct in_pktinfo
+
 _RECV_SIZE: Final = 65535
 _RCVBUF: Final = 1 << 20
 _MAX_BATCH: Final = 256  # datagrams drained per readiness event, so one busy socket cannot starve the loop
@@ -124,7 +124,7 @@ def _udp_socket(port: int) -> socket.socket:
 
 def _receive(sock: socket.socket) -> Received | None:
     try:
-        data, ancdata, _flags, source = sock.recvmsg(_RECV_SIZE, socket.CMSG_SPACE(_PKTINFO.size))
+        data, ancdata, _flags, source = sock.recvmsg(_RECV_SIZE, socket.CMSG_SPACE(IN_PKTINFO.size))
     except (BlockingIOError, InterruptedError):
         return None
     info = parse_pktinfo(ancdata)

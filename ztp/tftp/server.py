@@ -25,8 +25,10 @@ import socket
 import struct
 import sys
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from pathlib import Path
 
+from ztp.net.sockets import IN_PKTINFO, IP_PKTINFO, parse_pktinfo, pktinfo_cmsg
 from ztp.tftp.content import ContentProvider, StaticRoot, TftpRefusal
 from ztp.tftp.packet import (
     ERR_ACCESS,
@@ -39,9 +41,7 @@ from ztp.tftp.packet import (
 )
 from ztp.tftp.session import MAX_BLKSIZE, ReadSession
 
-IP_PKTINFO = 8  # Linux <linux/in.h>; missing from Python 3.11's socket module
 IPV6_PKTINFO = 50  # Linux <linux/in6.h>
-_IN_PKTINFO = struct.Struct("=I4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
 _IN6_PKTINFO = struct.Struct("=16sI")  # ipi6_addr, ipi6_ifindex
 _LISTEN_RCVBUF = 4 * 1024 * 1024
 _DRAIN_LIMIT = 256  # datagrams read per readiness event, so one busy socket cannot starve the loop
@@ -285,7 +285,7 @@ class TftpServer:
         sock = self._sock
         if sock is None:
             return
-        info = _IN6_PKTINFO if self._family == socket.AF_INET6 else _IN_PKTINFO
+        info = _IN6_PKTINFO if self._family == socket.AF_INET6 else IN_PKTINFO
         cmsg_size = socket.CMSG_SPACE(info.size)
         for _ in range(_DRAIN_LIMIT):
             try:
@@ -305,11 +305,11 @@ class TftpServer:
 
     def _local_address(self, ancdata: list[tuple[int, int, bytes]]) -> tuple[str, int]:
         for level, kind, raw in ancdata:
-            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(raw) >= _IN_PKTINFO.size:
-                ifindex, spec_dst, _dst = _IN_PKTINFO.unpack_from(raw)
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and (info := parse_pktinfo([(level, kind, raw)])):
+                ifindex, spec_dst, _dst = info
                 # spec_dst is the local address routing would use: the unicast destination itself, or the
                 # interface address when the request came to a broadcast address.
-                return socket.inet_ntop(socket.AF_INET, spec_dst), ifindex
+                return str(spec_dst), ifindex
             if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(raw) >= _IN6_PKTINFO.size:
                 dst, ifindex = _IN6_PKTINFO.unpack_from(raw)
                 return socket.inet_ntop(socket.AF_INET6, dst), ifindex
@@ -426,8 +426,7 @@ class TftpServer:
             return
         ancillary: list[tuple[int, int, bytes]] = []
         if self._wildcard and self._family == socket.AF_INET and local != self.host:
-            spec = socket.inet_pton(socket.AF_INET, local)
-            ancillary.append((socket.IPPROTO_IP, IP_PKTINFO, _IN_PKTINFO.pack(0, spec, bytes(4))))
+            ancillary += pktinfo_cmsg(0, IPv4Address(local))
         elif self._wildcard and self._family == socket.AF_INET6 and local != self.host:
             spec = socket.inet_pton(socket.AF_INET6, local)
             ancillary.append((socket.IPPROTO_IPV6, IPV6_PKTINFO, _IN6_PKTINFO.pack(spec, ifindex)))
