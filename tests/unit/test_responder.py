@@ -590,3 +590,16 @@ def test_config_template_for_responder_is_valid(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     assert [str(s.network) for s in config.subnets] == ["10.60.0.0/24", "10.70.0.0/24"]
     assert textwrap.dedent(INVENTORY_YAML) == INVENTORY_YAML
+
+
+def test_configured_option_82_is_never_sent_only_the_relays_echo(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    (tmp_path / "ztp.yaml").write_text((tmp_path / "ztp.yaml").read_text().replace(
+        "  offer_hold: 30\n", "  offer_hold: 30\n  options: {82: \"hex:0103616263\"}\n"))
+    config = load_config(tmp_path / "ztp.yaml")
+    r = Responder(config, LeaseTable())
+    direct = reply_of(r.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0))
+    assert 82 not in direct.options
+    relay = RelayInfo(((1, b"r1-port8"),))
+    relayed = reply_of(r.handle(msg(p.DISCOVER, mac(9), giaddr="10.70.0.1", relay=relay), RELAYED, T0))
+    assert relayed.options[82] == build_relay_info(relay) and wire_codes(relayed)[-1] == 82

@@ -284,9 +284,11 @@ class Responder:
             opts = {o.BOOTFILE_NAME: boot.encode(), **opts}
         codes = _order(tuple(opts), pkt.options.get(o.PARAMETER_LIST, b""))
         ordered = {code: opts[code] for code in codes}
+        # Option 82 belongs to the relay (RFC 3046 §2.2): never one of ours, only the relay's echoed, last.
+        ordered.pop(o.RELAY_AGENT_INFO, None)
         relay82 = pkt.options.get(o.RELAY_AGENT_INFO)
         if relay82 is not None:
-            ordered[o.RELAY_AGENT_INFO] = relay82  # RFC 3046 §2.2: echoed, last
+            ordered[o.RELAY_AGENT_INFO] = relay82
         return DhcpPacket(
             op=p.BOOTREPLY, xid=pkt.xid, chaddr=pkt.chaddr, htype=pkt.htype, hlen=pkt.hlen, flags=pkt.flags,
             ciaddr=pkt.ciaddr if mtype in (p.ACK, None) and yiaddr == p.ZERO_IP else p.ZERO_IP,
