@@ -12,6 +12,8 @@ from typing import Any
 from ztp.config import Config
 from ztp.dhcp.responder import Responder
 from ztp.dhcp.server import DhcpServer
+from ztp.dns.server import DnsServer
+from ztp.dns.zone import Zone
 from ztp.leases.store import LeaseWriter, database_path, load_leases
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.provision import RenderedConfigs
@@ -32,8 +34,8 @@ class Appliance:
         self.writer = LeaseWriter(database_path(config.state_dir))
         self.responder = Responder(config, self.table)
         self.renderer = Renderer(config)
-        self.dns: Any = None
-        self.zone: Any = None
+        self.dns: DnsServer | None = None
+        self.zone: Zone | None = None
         if config.dns is not None:
             self._build_dns()
         self.dhcp = DhcpServer(self.responder, self.writer, interfaces=config.interfaces, port=config.dhcp_port,
@@ -49,8 +51,6 @@ class Appliance:
     def _build_dns(self) -> None:
         import socket
 
-        from ztp.dns.server import DnsServer
-        from ztp.dns.zone import Zone
         from ztp.net.sockets import interface_ipv4
 
         dns = self.config.dns
@@ -142,7 +142,8 @@ class Appliance:
         del self._dns_ip_of[name]
         if self._dns_name_at.get(ip) == name:
             del self._dns_name_at[ip]
-        self.zone.remove_host(name)
+        if self.zone is not None:
+            self.zone.remove_host(name)
 
     def _served(self, peer_ip: str, filename: str, nbytes: int) -> None:
         log.info("%s provisioned: %s (%d bytes) delivered", self.describe_peer(peer_ip), filename, nbytes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -50,8 +51,7 @@ def render_problems(config: Config) -> list[Problem]:
     for view in views:
         if view.ip is None and sample is not None:
             # Not leased yet: check the template with a sample pool address.
-            view = type(view)(mac=view.mac, device=view.device, ip=sample, subnet=config.subnet_for(sample),
-                              client_hostname=view.client_hostname)
+            view = dataclasses.replace(view, ip=sample, subnet=config.subnet_for(sample))
         try:
             renderer.render(view)
         except RenderError as exc:

@@ -14,6 +14,7 @@ from ztp.dhcp import options as o
 from ztp.dhcp import packet as p
 from ztp.dhcp.packet import DhcpPacket
 from ztp.dhcp.relayinfo import RelayInfo, parse_relay_info
+from ztp.dns.zone import sanitize_hostname
 from ztp.inventory import Identity, match_device, unknown_boot_file
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 
@@ -135,8 +136,6 @@ class Responder:
         raw = pkt.options.get(o.HOST_NAME)
         if not raw:
             return None
-        from ztp.dns.zone import sanitize_hostname
-
         name = sanitize_hostname(raw)
         if name is None or name in self.config.inventory.by_hostname:
             return None  # never let a device claim an inventory device's name
