@@ -16,7 +16,7 @@ from ztp.dhcp.packet import DhcpPacket
 from ztp.dhcp.relayinfo import RelayInfo, parse_relay_info
 from ztp.dns.zone import sanitize_hostname
 from ztp.inventory import Identity, match_device, unknown_boot_file
-from ztp.leases.table import Lease, LeaseState, LeaseTable
+from ztp.leases.table import Lease, LeaseTable
 
 BOOTP_LEASE = 0xFFFFFFFF  # RFC 2132 §9.2: infinite
 BOOTP_HOLD_SECONDS = 10 * 365 * 24 * 3600
@@ -322,8 +322,6 @@ class Responder:
             opts[o.LEASE_TIME] = o.u32(subnet.lease_time)
             opts[o.RENEWAL_TIME] = o.u32(subnet.lease_time // 2)
             opts[o.REBINDING_TIME] = o.u32(subnet.lease_time * 7 // 8)
-        elif mtype is None:
-            pass  # BOOTP: RFC 1497 vendor extensions without DHCP lease options
         opts[o.SUBNET_MASK] = subnet.network.netmask.packed
         if subnet.routers:
             opts[o.ROUTERS] = b"".join(r.packed for r in subnet.routers)
@@ -365,7 +363,3 @@ def _order(codes: tuple[int, ...], requested: bytes) -> tuple[int, ...]:
 def _who(device: Device | None) -> str:
     return f" ({device.hostname})" if device is not None else ""
 
-
-def lease_is_bound(lease: Lease, now: float) -> bool:
-    """A lease that grants its address right now."""
-    return lease.state == LeaseState.BOUND and lease.expires > now
