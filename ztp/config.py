@@ -63,6 +63,7 @@ class DhcpModel(_Strict):
     interfaces: list[str] = Field(default_factory=list)
     lease_time: int = Field(default=3600, ge=60)
     offer_hold: int = Field(default=30, ge=1, le=600)
+    authoritative: bool = True
     options: OptionMap = Field(default_factory=dict)
     subnets: list[SubnetModel] = Field(default_factory=list)
     port: int = Field(default=67, ge=1, le=65535)
@@ -241,6 +242,7 @@ class Config:
     interfaces: tuple[str, ...]
     lease_time: int
     offer_hold: int
+    authoritative: bool
     dhcp_port: int
     global_options: dict[int, bytes]
     subnets: tuple[Subnet, ...]
@@ -363,7 +365,8 @@ def check_config(path: Path) -> tuple[Config | None, list[Problem]]:
     return Config(
         path=path, state_dir=(base / model.state_dir).resolve(), templates=templates, inventory=inventory,
         log_level=model.log_level, interfaces=tuple(model.dhcp.interfaces), lease_time=model.dhcp.lease_time,
-        offer_hold=model.dhcp.offer_hold, dhcp_port=model.dhcp.port, global_options=global_options,
+        offer_hold=model.dhcp.offer_hold, authoritative=model.dhcp.authoritative, dhcp_port=model.dhcp.port,
+        global_options=global_options,
         subnets=tuple(subnets), tftp_root=tftp_root, tftp_port=model.tftp.port,
         tftp_max_blksize=model.tftp.max_blksize, dns=dns,
     ), problems

@@ -603,3 +603,23 @@ def test_configured_option_82_is_never_sent_only_the_relays_echo(tmp_path: Path)
     relay = RelayInfo(((1, b"r1-port8"),))
     relayed = reply_of(r.handle(msg(p.DISCOVER, mac(9), giaddr="10.70.0.1", relay=relay), RELAYED, T0))
     assert relayed.options[82] == build_relay_info(relay) and wire_codes(relayed)[-1] == 82
+
+
+def test_init_reboot_without_record_is_silent_unless_authoritative(tmp_path: Path) -> None:
+    make_config(tmp_path)
+    text = (tmp_path / "ztp.yaml").read_text()
+    (tmp_path / "ztp.yaml").write_text(text.replace("  offer_hold: 30\n", "  offer_hold: 30\n  authoritative: false\n"))
+    shy = Responder(load_config(tmp_path / "ztp.yaml"), LeaseTable())
+    reboot = msg(p.REQUEST, mac(40), requested="10.60.0.150")
+    silent = shy.handle(reboot, DIRECT, T0)
+    assert silent.reply is None and "no record" in silent.log
+    # Wrong network is still a NAK (RFC 2131 §4.3.2), and a client we know gets its ACK.
+    wrong = reply_of(shy.handle(msg(p.REQUEST, mac(40), requested="192.0.2.9"), DIRECT, T0))
+    assert wrong.message_type == p.NAK
+    ip = dora(shy, mac(41), T0)
+    known = reply_of(shy.handle(msg(p.REQUEST, mac(41), requested=str(ip)), DIRECT, T0 + 1))
+    assert known.message_type == p.ACK and known.yiaddr == ip
+    # The default (authoritative) answers the unknown client.
+    (tmp_path / "b").mkdir()
+    bold = Responder(make_config(tmp_path / "b"), LeaseTable())
+    assert reply_of(bold.handle(reboot, DIRECT, T0)).message_type == p.ACK

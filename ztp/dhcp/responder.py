@@ -179,6 +179,13 @@ class Responder:
             if requested not in subnet.network:
                 return self._nak(pkt, ingress, f"REQUEST (init-reboot) for {requested}: wrong network "
                                                f"{subnet.network}")
+            held = self.table.lease_of(client_key(pkt))
+            if not self.config.authoritative and reserved is None and (held is None or held.ip != requested):
+                # RFC 2131 §4.3.2: with no record of the client a server MUST stay silent, so that servers
+                # that do not share state can coexist; an authoritative one (the default) answers.
+                return Decision(log_format="REQUEST (init-reboot) for %s: no record of this client; silent "
+                                           "(dhcp.authoritative is false)", log_args=(requested,),
+                                level=logging.DEBUG)
             return self._verify(pkt, ingress, subnet, device, requested, reserved, now, "init-reboot")
         # RENEWING (unicast) or REBINDING (broadcast): ciaddr carries the address (RFC 2131 §4.3.2).
         state = "rebinding" if ingress.broadcast else "renewing"
