@@ -95,7 +95,7 @@ def _config(*devices: Device) -> Config:
                           default_options={}, devices=devices, by_hostname={d.hostname: d for d in devices})
     return Config(path=Path("ztp.yaml"), state_dir=Path("state"), templates=Path("templates"),
                   inventory=inventory, log_level="info", interfaces=(), lease_time=60, offer_hold=30,
-                  dhcp_port=67, global_options={}, subnets=(NET,), tftp_root=None, tftp_port=69,
+                  authoritative=True, dhcp_port=67, global_options={}, subnets=(NET,), tftp_root=None, tftp_port=69,
                   tftp_max_blksize=1468, dns=None)
 
 
