@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import time
 from ipaddress import IPv4Address
 from typing import Any
 
-from ztp.config import Config
+from ztp.check import validate
+from ztp.config import Config, Problem
 from ztp.dhcp.responder import Responder
 from ztp.dhcp.server import DhcpServer
-from ztp.dns.server import DnsServer
+from ztp.dns.server import DnsServer, SourceRateLimiter
 from ztp.dns.zone import Zone
 from ztp.leases.store import LeaseWriter, database_path, load_leases
 from ztp.leases.table import Lease, LeaseState, LeaseTable
@@ -23,6 +25,39 @@ from ztp.tftp.server import TftpServer
 
 log = logging.getLogger("ztp")
 SWEEP_SECONDS = 5.0
+
+
+def keep_fixed_settings(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """`new` with the settings a reload cannot change put back to `old`'s values, and their names.
+
+    They need new sockets (ports, DNS on or off, the DNS forwarders' socket) or another lease database
+    (state_dir); they take effect on restart.
+    """
+    kept: list[str] = []
+    changes: dict[str, Any] = {}
+    if new.state_dir != old.state_dir:
+        kept.append("state_dir")
+        changes["state_dir"] = old.state_dir
+    if new.dhcp_port != old.dhcp_port:
+        kept.append("dhcp.port")
+        changes["dhcp_port"] = old.dhcp_port
+    if new.tftp_port != old.tftp_port:
+        kept.append("tftp.port")
+        changes["tftp_port"] = old.tftp_port
+    if (old.dns is None) != (new.dns is None):
+        kept.append("dns (enabling or disabling it)")
+        changes["dns"] = old.dns
+    elif old.dns is not None and new.dns is not None:
+        dns_changes: dict[str, Any] = {}
+        if new.dns.port != old.dns.port:
+            kept.append("dns.port")
+            dns_changes["port"] = old.dns.port
+        if new.dns.forwarders != old.dns.forwarders:
+            kept.append("dns.forwarders")
+            dns_changes["forwarders"] = old.dns.forwarders
+        if dns_changes:
+            changes["dns"] = dataclasses.replace(new.dns, **dns_changes)
+    return (dataclasses.replace(new, **changes) if changes else new), kept
 
 
 class Appliance:
@@ -40,20 +75,36 @@ class Appliance:
             self._build_dns()
         self.dhcp = DhcpServer(self.responder, self.writer, interfaces=config.interfaces, port=config.dhcp_port,
                                on_bound=self._bound, on_released=self._released)
-        providers: list[ContentProvider] = [RenderedConfigs(config, self.renderer, self.table)]
-        if config.tftp_root is not None:
-            providers.append(StaticRoot(config.tftp_root))
-        self.tftp = TftpServer(ChainedContent(*providers), port=config.tftp_port,
+        self.static_root = StaticRoot(config.tftp_root) if config.tftp_root is not None else None
+        self.tftp = TftpServer(self._content(), port=config.tftp_port,
                                log=logging.getLogger("ztp.tftp"), describe_peer=self.describe_peer,
                                max_blksize=config.tftp_max_blksize)
         self.tftp.on_complete = self._served
+        self._reload_task: asyncio.Task[bool] | None = None
+        self._reload_again = False
+
+    def _content(self) -> ChainedContent:
+        """TFTP content: rendered device configs first, then the static root."""
+        providers: list[ContentProvider] = [RenderedConfigs(self.config, self.renderer, self.table)]
+        if self.static_root is not None:
+            providers.append(self.static_root)
+        return ChainedContent(*providers)
 
     def _build_dns(self) -> None:
+        zone = self._make_zone(self.config)
+        dns = self.config.dns
+        assert dns is not None
+        self._install_zone(zone)
+        self.dns = DnsServer(zone, port=dns.port, log=logging.getLogger("ztp.dns"),
+                             forwarders=[str(f) for f in dns.forwarders], rate_limit=dns.rate_limit)
+
+    def _make_zone(self, config: Config) -> Zone:
+        """The zone of `config` with its static names (ValueError for a bad name or address)."""
         import socket
 
         from ztp.net.sockets import interface_ipv4
 
-        dns = self.config.dns
+        dns = config.dns
         assert dns is not None
 
         def local(ip: str) -> bool:
@@ -66,35 +117,101 @@ class Appliance:
 
         # The appliance's own name must resolve to addresses devices can reach it on: those of the
         # interfaces it serves, then configured router/DNS server addresses that are local to this host.
-        ifnames = self.config.interfaces or tuple(n for _, n in socket.if_nameindex() if n != "lo")
+        ifnames = config.interfaces or tuple(n for _, n in socket.if_nameindex() if n != "lo")
         candidates = [str(a) for a in map(interface_ipv4, ifnames) if a is not None]
-        candidates += [str(a) for s in self.config.subnets for a in (*s.dns_servers, *s.routers)]
+        candidates += [str(a) for s in config.subnets for a in (*s.dns_servers, *s.routers)]
         server_ips = list(dict.fromkeys(ip for ip in candidates if local(ip)))
         if not server_ips:
             # Not (yet) on the provisioning network: still answer with what DHCP hands out as option 6.
-            server_ips = sorted({str(r) for s in self.config.subnets for r in s.dns_servers} or
-                                {str(s.routers[0]) for s in self.config.subnets if s.routers})
-        self.zone = Zone(dns.zone, server_name=dns.server_name, server_ips=server_ips,
-                         subnets=[str(s.network) for s in self.config.subnets], ttl=dns.ttl,
-                         records=dict(dns.records))
-        log.info("dns %s is %s", self.zone.server_fqdn, ", ".join(server_ips) or "(no address)")
+            server_ips = sorted({str(r) for s in config.subnets for r in s.dns_servers} or
+                                {str(s.routers[0]) for s in config.subnets if s.routers})
+        zone = Zone(dns.zone, server_name=dns.server_name, server_ips=server_ips,
+                    subnets=[str(s.network) for s in config.subnets], ttl=dns.ttl, records=dict(dns.records))
+        log.info("dns %s is %s", zone.server_fqdn, ", ".join(server_ips) or "(no address)")
+        for device in config.inventory.devices:
+            if device.ip is not None:
+                try:
+                    zone.set_host(device.hostname, str(device.ip))
+                except ValueError as exc:
+                    log.warning("dns: no name for %s: %s", device.hostname, exc)
+        return zone
+
+    def _install_zone(self, zone: Zone) -> None:
+        """Make `zone` (built from self.config) current and give it the names of the active leases."""
+        dns = self.config.dns
+        assert dns is not None
+        self.zone = zone
         # Names a device's option 12 must not take over: the appliance's own and the static records.
-        origin = "." + self.zone.origin.rstrip(".")
+        origin = "." + zone.origin.rstrip(".")
         self._dns_static = {n.lower().rstrip(".").removesuffix(origin) for n in (dns.server_name, *dns.records)}
         self._dns_ip_of: dict[str, str] = {}  # dynamic name -> address, so a stale release cannot drop it
         self._dns_name_at: dict[str, str] = {}  # address -> dynamic name, so a renamed lease drops the old one
-        for device in self.config.inventory.devices:
-            if device.ip is not None:
-                try:
-                    self.zone.set_host(device.hostname, str(device.ip))
-                except ValueError as exc:
-                    log.warning("dns: no name for %s: %s", device.hostname, exc)
         now = time.time()
         for lease in self.table.all():
             if lease.state == LeaseState.BOUND and lease.expires > now and lease.hostname:
                 self._bound(lease)
-        self.dns = DnsServer(self.zone, port=dns.port, log=logging.getLogger("ztp.dns"),
-                             forwarders=[str(f) for f in dns.forwarders], rate_limit=dns.rate_limit)
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload now, or once more after the reload in progress (signals arriving meanwhile coalesce)."""
+        if self._reload_task is not None and not self._reload_task.done():
+            self._reload_again = True
+            return
+        self._reload_task = asyncio.create_task(self._reload_loop())
+
+    async def _reload_loop(self) -> bool:
+        ok = await self.reload()
+        while self._reload_again:
+            self._reload_again = False
+            ok = await self.reload()
+        return ok
+
+    async def reload(self) -> bool:
+        """Re-read the configuration, inventory and templates and swap them in; False (old config kept) when
+        anything is wrong. Leases, in-flight TFTP transfers and sockets are untouched."""
+        path = self.config.path
+        log.info("reloading %s", path)
+        # Validation renders every device: off the event loop, so DHCP and TFTP keep answering meanwhile.
+        try:
+            config, problems = await asyncio.to_thread(validate, path)
+        except Exception as exc:  # noqa: BLE001 - a reload must never take the running appliance down
+            config, problems = None, [Problem(path, 0, f"{type(exc).__name__}: {exc}")]
+        if config is None or problems:
+            for problem in problems:
+                log.error("%s", problem)
+            log.error("reload failed: %d problem(s); still serving the previous configuration", len(problems))
+            return False
+        return self.apply(config)
+
+    def apply(self, config: Config) -> bool:
+        """Swap in a validated `config` at once (on the event loop, between two datagrams). Settings that need
+        new sockets or another lease database keep their old values, with a warning; False when the new
+        DNS zone cannot be built (the old configuration is kept)."""
+        config, kept = keep_fixed_settings(self.config, config)
+        if kept:
+            log.warning("reload: %s changed; the old value is kept until ztp serve is restarted", ", ".join(kept))
+        zone = None
+        if self.dns is not None:
+            try:
+                zone = self._make_zone(config)
+            except ValueError as exc:
+                log.error("%s: dns: %s", config.path, exc)
+                log.error("reload failed: 1 problem(s); still serving the previous configuration")
+                return False
+        self.config = config
+        self.responder.reconfigure(config)
+        self.renderer = Renderer(config)
+        if config.tftp_root != (self.static_root.root if self.static_root is not None else None):
+            self.static_root = StaticRoot(config.tftp_root) if config.tftp_root is not None else None
+        self.tftp.content = self._content()
+        self.tftp.max_blksize = config.tftp_max_blksize
+        self.dhcp.interfaces = frozenset(config.interfaces)
+        if self.dns is not None and zone is not None and config.dns is not None:
+            self._install_zone(zone)
+            self.dns.zone = zone
+            if self.dns.limiter.rate != config.dns.rate_limit:
+                self.dns.limiter = SourceRateLimiter(config.dns.rate_limit)
+        log.info("reloaded: %d subnets, %d devices", len(config.subnets), len(config.inventory.devices))
+        return True
 
     def describe_peer(self, ip: str) -> str:
         """A TFTP peer's device key (MAC) when it holds a lease, else its address."""
@@ -174,6 +291,7 @@ class Appliance:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         self.writer.start(loop)
         started: list[Any] = []
         try:
@@ -188,6 +306,8 @@ class Appliance:
             sweeper = asyncio.create_task(self._sweep())
             await stop.wait()
             sweeper.cancel()
+            if self._reload_task is not None:
+                self._reload_task.cancel()
             log.info("ztp stopping")
         finally:
             for server in reversed(started):

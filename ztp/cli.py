@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import sys
@@ -15,7 +14,8 @@ from typing import Any
 
 from ztp import __version__
 from ztp.agent import cli as agent_cli
-from ztp.config import Config, ConfigError, Problem, check_config, load_config, normalize_mac
+from ztp.check import render_problems, validate
+from ztp.config import Config, ConfigError, load_config, normalize_mac
 from ztp.leases.store import database_path, load_leases
 from ztp.leases.table import LeaseTable
 from ztp.provision import device_view
@@ -39,32 +39,8 @@ def _setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)-7s %(message)s")
 
 
-def render_problems(config: Config) -> list[Problem]:
-    """Render every inventory device (and the default template) and report what fails, file:line."""
-    table = LeaseTable(load_leases(database_path(config.state_dir)))
-    renderer = Renderer(config)
-    problems: list[Problem] = []
-    sample = next((s.pool_start for s in config.subnets if s.pool_start is not None), None)
-    views = [device_view(config, table, device=d, mac=None) for d in config.inventory.devices]
-    if config.inventory.default_template:
-        views.append(device_view(config, table, device=None, mac="02:00:00:00:00:00"))
-    for view in views:
-        if view.ip is None and sample is not None:
-            # Not leased yet: check the template with a sample pool address.
-            view = dataclasses.replace(view, ip=sample, subnet=config.subnet_for(sample))
-        try:
-            renderer.render(view)
-        except RenderError as exc:
-            path = Path(exc.file) if exc.line else config.inventory.path
-            line = exc.line or (view.device.line if view.device else 0)
-            problems.append(Problem(path, line, f"{view.hostname}: {exc.message}"))
-    return problems
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    config, problems = check_config(Path(args.config))
-    if config is not None and config.templates.is_dir():
-        problems += render_problems(config)
+    config, problems = validate(Path(args.config))
     for problem in problems:
         print(problem)
     if problems or config is None:
@@ -126,7 +102,7 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     _setup_logging(args.log_level or config.log_level)
-    problems = render_problems(config)
+    problems = render_problems(config)  # the config loaded: only templates can still be wrong
     if problems:
         for problem in problems:
             logging.error("%s", problem)

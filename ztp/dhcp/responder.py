@@ -72,6 +72,13 @@ class Responder:
         self._fixed: dict[tuple[int | None, IPv4Address, int, int, bool], dict[int, bytes]] = {}
         self._server_names: dict[IPv4Address, bytes] = {}
 
+    def reconfigure(self, config: Config) -> None:
+        """Answer from `config` from now on (SIGHUP reload); the lease table is kept as it is."""
+        self.config = config
+        # The cache is keyed by id() of the old config's Subnet and Device objects: once they are freed
+        # their ids can be reused by the new ones, so a stale entry could answer for another device.
+        self._fixed = {}
+
     # --- identification -------------------------------------------------------------------------
 
     def _relay_info(self, pkt: DhcpPacket) -> RelayInfo | None:
