@@ -48,8 +48,9 @@ from ztp.agent.device import (
 )
 from ztp.agent.dhcp_client import client_id_from_text
 from ztp.agent.fleet import DEFAULT_MAC_PREFIX, Progress, fleet_macs, run_fleet
-from ztp.agent.rawsock import ForeignMacIngress, PacketLink, interface_mac, mac_bytes
+from ztp.agent.rawsock import ForeignMacIngress, PacketLink, mac_bytes
 from ztp.agent.tftp_client import TftpOptions
+from ztp.net.sockets import interface_mac
 
 log = logging.getLogger("ztp.agent")
 

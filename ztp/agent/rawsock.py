@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import fcntl
 import logging
 import os
 import socket
@@ -28,6 +27,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from types import TracebackType
+
+from ztp.net.sockets import interface_mac
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ _PACKET_ADD_MEMBERSHIP = 1
 _PACKET_MR_PROMISC = 1
 _PACKET_OUTGOING = 4
 _SO_ATTACH_FILTER = 26
-_SIOCGIFHWADDR = 0x8927
 
 _ETH = struct.Struct("!6s6sH")
 _IP = struct.Struct("!BBHHHBBH4s4s")
@@ -171,13 +171,6 @@ def mac_bytes(mac: str) -> bytes:
     if len(raw) != 6:
         raise ValueError(f"{mac!r} is not a 6-byte MAC address")
     return raw
-
-
-def interface_mac(ifname: str) -> bytes:
-    """The hardware address of `ifname` (SIOCGIFHWADDR)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        res = fcntl.ioctl(s.fileno(), _SIOCGIFHWADDR, struct.pack("256s", ifname.encode()[:15]))
-    return res[18:24]
 
 
 def _attach_filter(sock: socket.socket) -> None:

@@ -11,6 +11,8 @@ from typing import Final
 
 IP_PKTINFO: Final = 8  # Linux value; absent from Python 3.11's socket module
 SIOCGIFADDR: Final = 0x8915
+SIOCGIFNETMASK: Final = 0x891B
+SIOCGIFHWADDR: Final = 0x8927
 SO_SNDBUFFORCE: Final = 32
 SO_RCVBUFFORCE: Final = 33
 IN_PKTINFO = struct.Struct("=I4s4s")  # struct in_pktinfo: ipi_ifindex, ipi_spec_dst, ipi_addr
@@ -62,14 +64,25 @@ def pktinfo_cmsg(ifindex: int, source: IPv4Address | None = None) -> list[tuple[
     return [(socket.IPPROTO_IP, IP_PKTINFO, IN_PKTINFO.pack(ifindex, spec, bytes(4)))]
 
 
+def ifreq(sock: socket.socket, request: int, ifname: str) -> bytes:
+    """One SIOCGIF* ioctl on `ifname` (struct ifreq); raises OSError (EADDRNOTAVAIL: no IPv4 address)."""
+    return fcntl.ioctl(sock.fileno(), request, struct.pack("256s", ifname.encode()[:15]))
+
+
 def interface_ipv4(ifname: str) -> IPv4Address | None:
     """The primary IPv4 address of an interface, or None."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
-            res = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", ifname.encode()[:15]))
+            res = ifreq(s, SIOCGIFADDR, ifname)
         except OSError:
             return None
     return IPv4Address(res[20:24])
+
+
+def interface_mac(ifname: str) -> bytes:
+    """The hardware address of `ifname` (SIOCGIFHWADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        return ifreq(s, SIOCGIFHWADDR, ifname)[18:24]
 
 
 class InterfaceTable:

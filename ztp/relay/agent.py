@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import signal
 import socket
-import struct
 import sys
 import tempfile
 import time
@@ -30,7 +28,17 @@ from typing import Final
 from ztp.dhcp.packet import BOOTREPLY, MalformedPacket, build, parse
 from ztp.dhcp.relayinfo import printable
 from ztp.net.arp import ARPHRD_ETHER, inject_arp
-from ztp.net.sockets import IN_PKTINFO, parse_pktinfo, pktinfo_cmsg, udp_socket
+from ztp.net.sockets import (
+    IN_PKTINFO,
+    SIOCGIFADDR,
+    SIOCGIFHWADDR,
+    SIOCGIFNETMASK,
+    ifreq,
+    interface_ipv4,
+    parse_pktinfo,
+    pktinfo_cmsg,
+    udp_socket,
+)
 from ztp.relay.policy import (
     DROP_GIADDR_SPOOF,
     DROP_REQUEST_UPSTREAM,
@@ -49,9 +57,6 @@ log = logging.getLogger("ztp.relay")
 
 SERVER_PORT: Final = 67
 CLIENT_PORT: Final = 68
-SIOCGIFADDR: Final = 0x8915
-SIOCGIFNETMASK: Final = 0x891B
-SIOCGIFHWADDR: Final = 0x8927
 
 _RECV_SIZE: Final = 65535
 _RCVBUF: Final = 1 << 20
@@ -74,10 +79,6 @@ class Received:
     ifindex: int
 
 
-def _ifreq(sock: socket.socket, request: int, name: str) -> bytes:
-    return fcntl.ioctl(sock.fileno(), request, struct.pack("256s", name.encode()[:15]))
-
-
 def lookup_interface(name: str, *, trusted: bool = False) -> ClientInterface:
     """The interface's index, primary IPv4 address, network and MAC, read with ioctls in this namespace."""
     try:
@@ -86,13 +87,13 @@ def lookup_interface(name: str, *, trusted: bool = False) -> ClientInterface:
         raise InterfaceError(f"no interface {name!r} in this network namespace") from exc
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
-            address = IPv4Address(_ifreq(sock, SIOCGIFADDR, name)[20:24])
-            netmask = IPv4Address(_ifreq(sock, SIOCGIFNETMASK, name)[20:24])
+            address = IPv4Address(ifreq(sock, SIOCGIFADDR, name)[20:24])
+            netmask = IPv4Address(ifreq(sock, SIOCGIFNETMASK, name)[20:24])
         except OSError as exc:
             if exc.errno == errno.EADDRNOTAVAIL:
                 raise InterfaceError(f"interface {name} has no IPv4 address to use as giaddr") from exc
             raise
-        mac = _ifreq(sock, SIOCGIFHWADDR, name)[18:24]
+        mac = ifreq(sock, SIOCGIFHWADDR, name)[18:24]
     network = IPv4Network(f"{address}/{netmask}", strict=False)
     return ClientInterface(name, ifindex, address, network, mac, trusted)
 
@@ -107,14 +108,10 @@ def resolve_interface(spec: str) -> str:
         network = IPv4Network(spec, strict=False)
     except ValueError:
         return spec
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for _, name in socket.if_nameindex():
-            try:
-                address = IPv4Address(_ifreq(sock, SIOCGIFADDR, name)[20:24])
-            except OSError:
-                continue
-            if address in network:
-                return name
+    for _, name in socket.if_nameindex():
+        address = interface_ipv4(name)
+        if address is not None and address in network:
+            return name
     raise InterfaceError(f"no interface has an address in {network}")
 
 
