@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import socket
 import time
 from ipaddress import IPv4Address
 from typing import Any
@@ -18,6 +19,7 @@ from ztp.dns.server import DnsServer, SourceRateLimiter
 from ztp.dns.zone import Zone
 from ztp.leases.store import LeaseWriter, database_path, load_leases
 from ztp.leases.table import Lease, LeaseState, LeaseTable
+from ztp.net.sockets import interface_ipv4
 from ztp.provision import RenderedConfigs
 from ztp.render import Renderer
 from ztp.tftp.content import ChainedContent, ContentProvider, StaticRoot
@@ -100,10 +102,6 @@ class Appliance:
 
     def _make_zone(self, config: Config) -> Zone:
         """The zone of `config` with its static names (ValueError for a bad name or address)."""
-        import socket
-
-        from ztp.net.sockets import interface_ipv4
-
         dns = config.dns
         assert dns is not None
 
@@ -271,7 +269,7 @@ class Appliance:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             now = time.time()
-            for lease in self.table.all():
+            for lease in self.table.by_ip.values():  # unsorted: this runs on the loop every few seconds
                 if lease.state == LeaseState.BOUND and last < lease.expires <= now:
                     log.info("%s dhcp lease %s expired", lease.mac, lease.ip)
             last = now
