@@ -28,12 +28,10 @@ trap cleanup_policy EXIT
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${PKGS[@]}"
-# Belt and braces: whatever a package may have started anyway must not answer on the host's network.
+# Belt and braces: if a package's own service was started anyway (a policy-rc.d of someone else's that
+# allowed it), stop that service through its init script. Never stop processes by name: other people's
+# servers run in their own namespaces on this host.
 for d in isc-dhcp-relay dnsmasq kea-dhcp4-server tftpd-hpa; do
   if command -v service >/dev/null 2>&1; then service "$d" stop >/dev/null 2>&1 || true; fi
 done
-pkill -x dnsmasq 2>/dev/null || true
-pkill -x in.tftpd 2>/dev/null || true
-pkill -x kea-dhcp4 2>/dev/null || true
-pkill -x dhcrelay 2>/dev/null || true
 echo "${PKGS[*]}" > "$STAMP"
