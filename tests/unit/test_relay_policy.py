@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from ztp.dhcp.packet import (
     parse,
 )
 from ztp.dhcp.relayinfo import CIRCUIT_ID, REMOTE_ID, RelayInfo, build_relay_info, parse_relay_info
+from ztp.dhcp.reply import on_link
 from ztp.relay.policy import (
     DEFAULT_MAX_HOPS,
     DROP_FOREIGN_GIADDR,
@@ -263,6 +265,68 @@ def test_inform_ack_goes_to_ciaddr_without_arp() -> None:
 def test_nak_without_addresses_is_broadcast() -> None:
     out = policy().receive(reply(NAK, yiaddr=ZERO_IP), UPSTREAM, 0.0)
     assert isinstance(out, Deliver) and out.broadcast
+
+
+BCAST = IPv4Address("255.255.255.255")
+YIADDR = IPv4Address("10.70.0.100")
+CIADDR = IPv4Address("10.70.0.55")
+CHADDR6 = bytes.fromhex("020000000001")
+
+
+def _no_lease(pkt: DhcpPacket) -> DhcpPacket:
+    return pkt.with_options({k: v for k, v in pkt.options.items() if k != LEASE_TIME})
+
+
+def _bootp(pkt: DhcpPacket) -> DhcpPacket:
+    return replace(pkt, options={}, bootp=True)
+
+
+# (reply as the server sent it, expected (broadcast, address, mac, needs_arp)); the same rule as the
+# server's direct reply (ztp.dhcp.reply.on_link, RFC 2131 §4.1).
+DELIVERY_CASES = {
+    "offer -> yiaddr at chaddr": (reply(OFFER), (False, YIADDR, CHADDR6, True)),
+    "offer, broadcast flag": (reply(OFFER, flags=BROADCAST_FLAG), (True, BCAST, b"\xff" * 6, False)),
+    "offer never to ciaddr": (reply(OFFER, ciaddr=CIADDR), (False, YIADDR, CHADDR6, True)),
+    "offer, bogus ciaddr": (reply(OFFER, ciaddr=BCAST), (False, YIADDR, CHADDR6, True)),
+    "ack -> yiaddr at chaddr": (reply(ACK), (False, YIADDR, CHADDR6, True)),
+    "ack, broadcast flag": (reply(ACK, flags=BROADCAST_FLAG), (True, BCAST, b"\xff" * 6, False)),
+    "renewing ack -> ciaddr": (reply(ACK, ciaddr=YIADDR), (False, YIADDR, CHADDR6, False)),
+    "ack, bogus ciaddr": (reply(ACK, ciaddr=IPv4Address("224.0.0.1")), (False, YIADDR, CHADDR6, True)),
+    "inform ack -> ciaddr": (_no_lease(reply(ACK, yiaddr=ZERO_IP, ciaddr=CIADDR)),
+                             (False, CIADDR, CHADDR6, False)),
+    "inform ack, broadcast flag -> ciaddr": (_no_lease(reply(ACK, yiaddr=ZERO_IP, ciaddr=CIADDR,
+                                                             flags=BROADCAST_FLAG)),
+                                             (False, CIADDR, CHADDR6, False)),
+    "ack, no address at all": (reply(ACK, yiaddr=ZERO_IP), (True, BCAST, b"\xff" * 6, False)),
+    "nak (relayed: broadcast bit)": (reply(NAK, yiaddr=ZERO_IP, flags=BROADCAST_FLAG),
+                                     (True, BCAST, b"\xff" * 6, False)),
+    "nak without the bit": (reply(NAK, yiaddr=ZERO_IP), (True, BCAST, b"\xff" * 6, False)),
+    "nak with ciaddr": (reply(NAK, yiaddr=ZERO_IP, ciaddr=CIADDR), (True, BCAST, b"\xff" * 6, False)),
+    "bootp -> yiaddr at chaddr": (_bootp(reply()), (False, YIADDR, CHADDR6, True)),
+    "bootp with ciaddr": (_bootp(reply(ciaddr=CIADDR)), (False, CIADDR, CHADDR6, False)),
+    "non-ethernet htype": (reply(OFFER, htype=6), (True, BCAST, b"\xff" * 6, False)),
+    "non-ethernet hlen": (reply(OFFER, hlen=8), (True, BCAST, b"\xff" * 6, False)),
+}
+
+
+@pytest.mark.parametrize("case", DELIVERY_CASES)
+def test_reply_delivery(case: str) -> None:
+    pkt, (broadcast, address, mac, needs_arp) = DELIVERY_CASES[case]
+    out = policy().receive(pkt, UPSTREAM, 0.0)
+    assert isinstance(out, Deliver)
+    assert (out.broadcast, out.address, out.mac, out.needs_arp) == (broadcast, address, mac, needs_arp)
+    assert out.interface is ETH0
+    assert RELAY_AGENT_INFO not in out.packet.options
+
+
+@pytest.mark.parametrize("case", DELIVERY_CASES)
+def test_relay_delivers_where_the_server_would_answer_directly(case: str) -> None:
+    # One rule for both (RFC 2131 §4.1): the relay's Deliver is ztp.dhcp.reply.on_link of the reply.
+    pkt = DELIVERY_CASES[case][0]
+    out = policy().receive(pkt, UPSTREAM, 0.0)
+    assert isinstance(out, Deliver)
+    dest = on_link(out.packet)
+    assert (out.broadcast, out.address, out.needs_arp) == (dest.broadcast, dest.ip, dest.arp_mac is not None)
 
 
 def test_reply_for_someone_elses_giaddr_is_dropped() -> None:

@@ -28,6 +28,7 @@ from ztp.dhcp.packet import (
     build,
 )
 from ztp.dhcp.relayinfo import CIRCUIT_ID, REMOTE_ID, RelayInfo, build_relay_info, parse_relay_info
+from ztp.dhcp.reply import LIMITED_BROADCAST, on_link
 
 HOPS_LIMIT: Final = 16
 """RFC 1542 §4.1.1: requests whose hops exceed 16 MUST be discarded; a smaller threshold may be set."""
@@ -37,6 +38,9 @@ DEFAULT_MAX_HOPS: Final = 4
 
 DEFAULT_MAX_SIZE: Final = 1500 - 20 - 8
 """Largest BOOTP message that fits an Ethernet frame (RFC 3046 §2.1 bounds option 82 insertion by MTU)."""
+
+BROADCAST_MAC: Final = b"\xff" * 6
+"""Link-layer destination of a broadcast delivery (RFC 2131 §4.1)."""
 
 INFINITE_LEASE: Final = 0xFFFFFFFF
 """RFC 2132 §9.2: lease time meaning "forever"."""
@@ -168,6 +172,24 @@ class BindingTable:
         return len(self._by_mac)
 
 
+def deliver(pkt: DhcpPacket, iface: ClientInterface) -> Deliver:
+    """How to hand a server's reply to its client on `iface`: the server's own direct-reply rule.
+
+    RFC 2131 §4.1 gives "a server or relay agent sending or relaying a DHCP message directly to a DHCP
+    client" the same job, so both use `ztp.dhcp.reply.on_link` (NAK -> broadcast, ACK/BOOTP with a usable
+    ciaddr -> unicast there, broadcast flag -> broadcast, else yiaddr at chaddr, broadcast when that is
+    impossible). The reply carries the client's fields the server copied from the request (RFC 2131
+    Table 3); a relayed NAK also has the broadcast bit (RFC 2131 §4.3.2).
+    """
+    dest = on_link(pkt)
+    if dest.broadcast:
+        return Deliver(pkt, iface, True, LIMITED_BROADCAST, BROADCAST_MAC, needs_arp=False)
+    if dest.arp_mac is not None:
+        return Deliver(pkt, iface, False, dest.ip, dest.arp_mac, needs_arp=True)
+    # The client owns ciaddr and answers ARP for it: the kernel resolves it.
+    return Deliver(pkt, iface, False, dest.ip, pkt.chaddr[: pkt.hlen], needs_arp=False)
+
+
 def message_name(pkt: DhcpPacket) -> str:
     """DHCP message type name, or BOOTREQUEST/BOOTREPLY for plain BOOTP."""
     mtype = pkt.message_type
@@ -278,20 +300,7 @@ class RelayPolicy:
             self.counters[REPLY_WITHOUT_OPTION82] += 1
         out = pkt.with_options(options)
         self._learn(out, iface, now)
-        # RFC 1542 §4.1.2 / RFC 2131 §4.1: broadcast when the client asked for it; otherwise unicast to
-        # yiaddr at chaddr (the client has no address yet, hence the ARP entry), or to ciaddr (INFORM).
-        # A BOOTP or DHCP client without either address can only be reached by broadcast.
-        if pkt.broadcast:
-            return self._broadcast(out, iface)
-        if pkt.yiaddr != ZERO_IP:
-            return Deliver(out, iface, False, pkt.yiaddr, pkt.chaddr[: pkt.hlen], needs_arp=True)
-        if pkt.ciaddr != ZERO_IP:
-            return Deliver(out, iface, False, pkt.ciaddr, pkt.chaddr[: pkt.hlen], needs_arp=False)
-        return self._broadcast(out, iface)
-
-    @staticmethod
-    def _broadcast(pkt: DhcpPacket, iface: ClientInterface) -> Deliver:
-        return Deliver(pkt, iface, True, IPv4Address("255.255.255.255"), b"\xff" * 6, needs_arp=False)
+        return deliver(out, iface)
 
     def _learn(self, pkt: DhcpPacket, iface: ClientInterface, now: float) -> None:
         mtype = pkt.message_type
