@@ -29,6 +29,7 @@ OPT_PAD: Final = 0
 OPT_END: Final = 255
 OPT_OVERLOAD: Final = 52
 OPT_MESSAGE_TYPE: Final = 53
+_OPT_SERVER_ID: Final = 54
 
 MAGIC_COOKIE: Final = b"\x63\x82\x53\x63"
 BROADCAST_FLAG: Final = 0x8000
@@ -38,6 +39,10 @@ _ZERO4: Final = bytes(4)
 _HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")
 HEADER_LEN: Final = _HEADER.size  # 236
 MIN_REPLY_LEN: Final = 300  # RFC 1542 §2.1: relays may drop shorter BOOTP messages
+SNAME_LEN: Final = 64
+FILE_LEN: Final = 128
+OVERLOAD_FILE: Final = 1
+OVERLOAD_SNAME: Final = 2
 
 
 class MalformedPacket(ValueError):
@@ -47,6 +52,15 @@ class MalformedPacket(ValueError):
         super().__init__(f"{reason} at offset {offset}")
         self.reason = reason
         self.offset = offset
+
+
+@dataclass(frozen=True, slots=True)
+class Overload:
+    """Which options build() carries in the `file` and `sname` fields instead of the options field
+    (RFC 2132 §9.3 option overload). Each option named here goes whole into that field (RFC 2131 §4.1)."""
+
+    file: frozenset[int] = frozenset()
+    sname: frozenset[int] = frozenset()
 
 
 # Not frozen, unlike the other codec types: one is built for every datagram and every reply, and a frozen
@@ -72,6 +86,9 @@ class DhcpPacket:
     file: bytes = b""
     options: dict[int, bytes] = field(default_factory=dict)
     bootp: bool = False  # no magic cookie / no options at all: a plain RFC 951 BOOTP message
+    # Wire layout only, not content: where build() puts options (ztp.dhcp.fit decides it). parse() never sets
+    # it, as it merges file and sname options into `options`; left out of == so parse(build(x)) == x holds.
+    overload: Overload | None = field(default=None, compare=False)
 
     @property
     def mac(self) -> str:
@@ -191,7 +208,9 @@ def encode_options(options: dict[int, bytes]) -> bytes:
 
 
 def build(pkt: DhcpPacket, *, min_size: int = MIN_REPLY_LEN) -> bytes:
-    """Encode a message, padded with zeros to `min_size` bytes."""
+    """Encode a message, padded with zeros to `min_size` bytes; with `pkt.overload`, see _build_overloaded."""
+    if pkt.overload is not None:
+        return _build_overloaded(pkt, pkt.overload, min_size)
     if len(pkt.sname) > 63 or len(pkt.file) > 127:
         raise ValueError("sname must fit 63 bytes and file 127 bytes (NUL-terminated)")
     head = _HEADER.pack(
@@ -200,6 +219,53 @@ def build(pkt: DhcpPacket, *, min_size: int = MIN_REPLY_LEN) -> bytes:
         pkt.chaddr.ljust(16, b"\0")[:16], pkt.sname, pkt.file,
     )
     body = head if pkt.bootp and not pkt.options else head + MAGIC_COOKIE + encode_options(pkt.options)
+    if len(body) < min_size:
+        body += bytes(min_size - len(body))
+    return body
+
+
+def _build_overloaded(pkt: DhcpPacket, overload: Overload, min_size: int) -> bytes:
+    """RFC 2132 §9.3, RFC 2131 §4.1: the options `overload` names go whole into `file` / `sname`, each area
+    starting at its first octet, ended by END and padded with PAD; option 52 says which areas are used.
+    Raises ValueError if an area is also asked to carry a name or its options do not fit it."""
+    main: dict[int, bytes] = {}
+    in_file: dict[int, bytes] = {}
+    in_sname: dict[int, bytes] = {}
+    for code, value in pkt.options.items():
+        if code in overload.file:
+            in_file[code] = value
+        elif code in overload.sname:
+            in_sname[code] = value
+        else:
+            main[code] = value
+    flag = (OVERLOAD_FILE if in_file else 0) | (OVERLOAD_SNAME if in_sname else 0)
+    if not flag:
+        return build(replace(pkt, overload=None), min_size=min_size)
+    if OPT_OVERLOAD in main:
+        raise ValueError("option 52 is derived from `overload`; it must not also be in `options`")
+    if (in_file and pkt.file) or (in_sname and pkt.sname):
+        raise ValueError("file and sname can carry a name or options, not both")
+    # 52 goes right after the leading 53 and 54, so the options field reads as it does without overload.
+    ordered: dict[int, bytes] = {}
+    for code, value in main.items():
+        if OPT_OVERLOAD not in ordered and code != OPT_MESSAGE_TYPE and code != _OPT_SERVER_ID:
+            ordered[OPT_OVERLOAD] = bytes((flag,))
+        ordered[code] = value
+    if OPT_OVERLOAD not in ordered:
+        ordered[OPT_OVERLOAD] = bytes((flag,))
+    file_area = encode_options(in_file) if in_file else pkt.file
+    sname_area = encode_options(in_sname) if in_sname else pkt.sname
+    if len(file_area) > FILE_LEN or len(sname_area) > SNAME_LEN:
+        raise ValueError(f"overloaded options take {len(file_area)} bytes of file ({FILE_LEN}) and "
+                         f"{len(sname_area)} of sname ({SNAME_LEN})")
+    if len(pkt.sname) > 63 or len(pkt.file) > 127:
+        raise ValueError("sname must fit 63 bytes and file 127 bytes (NUL-terminated)")
+    head = _HEADER.pack(
+        pkt.op, pkt.htype, pkt.hlen, pkt.hops, pkt.xid, pkt.secs, pkt.flags,
+        pkt.ciaddr.packed, pkt.yiaddr.packed, pkt.siaddr.packed, pkt.giaddr.packed,
+        pkt.chaddr.ljust(16, b"\0")[:16], sname_area, file_area,  # struct pads with zeros: PAD options
+    )
+    body = head + MAGIC_COOKIE + encode_options(ordered)
     if len(body) < min_size:
         body += bytes(min_size - len(body))
     return body
