@@ -13,10 +13,11 @@ from typing import Any
 
 from ztp.check import validate
 from ztp.config import Config, Problem
-from ztp.dhcp.responder import Responder
+from ztp.dhcp.chain import Chain
 from ztp.dhcp.server import DhcpServer
 from ztp.dns.server import DnsServer, SourceRateLimiter
 from ztp.dns.zone import Zone
+from ztp.leases.ledger import EventKind, LeaseEvent, Ledger
 from ztp.leases.store import LeaseWriter, database_path, load_leases
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.net.sockets import interface_ipv4
@@ -69,14 +70,15 @@ class Appliance:
         self.config = config
         self.table = LeaseTable(load_leases(database_path(config.state_dir)))
         self.writer = LeaseWriter(database_path(config.state_dir))
-        self.responder = Responder(config, self.table)
+        self.ledger = Ledger(self.table, self.writer)
+        self.ledger.subscribe(self._lease_event)
+        self.chain = Chain(config, self.ledger)
         self.renderer = Renderer(config)
         self.dns: DnsServer | None = None
         self.zone: Zone | None = None
         if config.dns is not None:
             self._build_dns()
-        self.dhcp = DhcpServer(self.responder, self.writer, interfaces=config.interfaces, port=config.dhcp_port,
-                               on_bound=self._bound, on_released=self._released)
+        self.dhcp = DhcpServer(self.chain, self.ledger, interfaces=config.interfaces, port=config.dhcp_port)
         self.static_root = StaticRoot(config.tftp_root) if config.tftp_root is not None else None
         self.tftp = TftpServer(self._content(), port=config.tftp_port,
                                log=logging.getLogger("ztp.tftp"), describe_peer=self.describe_peer,
@@ -196,7 +198,8 @@ class Appliance:
                 log.error("reload failed: 1 problem(s); still serving the previous configuration")
                 return False
         self.config = config
-        self.responder.reconfigure(config)
+        self.chain = Chain(config, self.ledger)  # the handlers' caches belong to the old configuration
+        self.dhcp.chain = self.chain
         self.renderer = Renderer(config)
         if config.tftp_root != (self.static_root.root if self.static_root is not None else None):
             self.static_root = StaticRoot(config.tftp_root) if config.tftp_root is not None else None
@@ -220,6 +223,16 @@ class Appliance:
         if lease is None or lease.state != LeaseState.BOUND:
             return ip
         return f"{lease.mac} ({lease.hostname})" if lease.hostname else lease.mac
+
+    def _lease_event(self, event: LeaseEvent) -> None:
+        """Lease events from the ledger, after each change is on disk and applied."""
+        kind, lease = event.kind, event.lease
+        if kind in (EventKind.BOUND, EventKind.RENEWED):
+            self._bound(lease)
+        elif kind in (EventKind.RELEASED, EventKind.DECLINED):
+            self._released(lease)
+        elif kind == EventKind.EXPIRED:
+            log.info("%s dhcp lease %s expired", lease.mac, lease.ip)
 
     def _bound(self, lease: Lease) -> None:
         if self.zone is None or not lease.hostname:
@@ -264,15 +277,11 @@ class Appliance:
         log.info("%s provisioned: %s (%d bytes) delivered", self.describe_peer(peer_ip), filename, nbytes)
 
     async def _sweep(self) -> None:
-        """Log leases that expired and drop their DNS names (names must not outlive their lease)."""
-        last = time.time()
+        """Run the ledger's expiry timer and drop expired DNS names (names must not outlive their lease)."""
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             now = time.time()
-            for lease in self.table.by_ip.values():  # unsorted: this runs on the loop every few seconds
-                if lease.state == LeaseState.BOUND and last < lease.expires <= now:
-                    log.info("%s dhcp lease %s expired", lease.mac, lease.ip)
-            last = now
+            self.ledger.expire(now)
             if self.zone is None:
                 continue
             origin = "." + self.zone.origin

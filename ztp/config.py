@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -55,15 +55,18 @@ class SubnetModel(_Strict):
     routers: list[IPv4Address] = Field(default_factory=list)
     dns_servers: list[IPv4Address] = Field(default_factory=list)
     domain: str | None = None
-    lease_time: int | None = Field(default=None, ge=60)
+    lease_time: int | None = Field(default=None, ge=10)
     options: OptionMap = Field(default_factory=dict)
 
 
 class DhcpModel(_Strict):
     interfaces: list[str] = Field(default_factory=list)
-    lease_time: int = Field(default=3600, ge=60)
+    lease_time: int = Field(default=3600, ge=10)
     offer_hold: int = Field(default=30, ge=1, le=600)
     authoritative: bool = True
+    decline_hold: int = Field(default=600, ge=1, le=86400)
+    bootp: Literal["reserved", "dynamic", "off"] = "reserved"
+    bootp_lease_time: int = Field(default=86400, ge=60)
     options: OptionMap = Field(default_factory=dict)
     subnets: list[SubnetModel] = Field(default_factory=list)
     port: int = Field(default=67, ge=1, le=65535)
@@ -250,6 +253,10 @@ class Config:
     tftp_port: int
     tftp_max_blksize: int
     dns: DnsSettings | None
+    # DHCP policy settings added after the first release: defaulted so that a Config built in code keeps working.
+    decline_hold: int = 600
+    bootp: str = "reserved"
+    bootp_lease_time: int = 86400
 
     def subnet_for(self, ip: IPv4Address) -> Subnet | None:
         """The subnet containing `ip` (an interface address or a relay's giaddr)."""
@@ -369,6 +376,7 @@ def check_config(path: Path) -> tuple[Config | None, list[Problem]]:
         global_options=global_options,
         subnets=tuple(subnets), tftp_root=tftp_root, tftp_port=model.tftp.port,
         tftp_max_blksize=model.tftp.max_blksize, dns=dns,
+        decline_hold=model.dhcp.decline_hold, bootp=model.dhcp.bootp, bootp_lease_time=model.dhcp.bootp_lease_time,
     ), problems
 
 

@@ -17,7 +17,7 @@ from ztp.app import Appliance, keep_fixed_settings
 from ztp.config import load_config
 from ztp.dhcp import packet as p
 from ztp.dhcp.packet import DhcpPacket, build, mac_to_chaddr, parse
-from ztp.dhcp.responder import Ingress
+from ztp.dhcp.exchange import Ingress
 from ztp.leases.table import LeaseState
 from ztp.provision import device_view
 from ztp.render import Renderer
@@ -77,7 +77,7 @@ def discover(mac: str) -> DhcpPacket:
 
 
 def offer_for(app: Appliance, mac: str) -> DhcpPacket:
-    decision = app.responder.handle(discover(mac), DIRECT, time.time())
+    decision = app.chain.handle(discover(mac), DIRECT, time.time())
     assert decision.reply is not None, decision.log
     return decision.reply
 
@@ -95,14 +95,14 @@ def test_reload_adds_a_device_everywhere(app: Appliance, tmp_path: Path) -> None
                           lease_time=3600, now=now, hostname="printer")
     app._bound(held)
     old_config, old_table = app.config, app.table
-    assert app.responder._fixed  # the offer above filled the options cache
+    old_chain = app.chain
 
     (tmp_path / "inventory.yaml").write_text(INVENTORY + LEAF09)
     (tmp_path / "ztp.yaml").write_text(ZTP_YAML.replace("interfaces: [s1]", "interfaces: [s1, s2]"))
     assert reload(app) is True
 
     assert app.config is not old_config and len(app.config.inventory.devices) == 2
-    assert app.responder.config is app.config
+    assert app.chain is not old_chain and app.chain.config is app.config and app.dhcp.chain is app.chain
     assert app.dhcp.interfaces == frozenset({"s1", "s2"})
     # DHCP: the reservation, the host name and <hostname>.cfg (the options cache was rebuilt).
     after = offer_for(app, NEW_MAC)
@@ -136,7 +136,7 @@ def test_broken_reload_keeps_everything(app: Appliance, tmp_path: Path, caplog: 
     with caplog.at_level(logging.INFO, logger="ztp"):
         assert reload(app) is False
     assert (app.config, app.renderer, app.tftp.content, app.zone, app.dhcp.interfaces) == old
-    assert app.responder.config is old[0]
+    assert app.chain.config is old[0] and app.dhcp.chain is app.chain
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors[-1] == "reload failed: 1 problem(s); still serving the previous configuration"
     assert errors[0].startswith(f"{tmp_path / name}:") and int(errors[0].split(":")[1]) > 0, errors

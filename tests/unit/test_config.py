@@ -201,7 +201,7 @@ def test_missing_inventory_templates_and_tftp_root(tmp_path: Path) -> None:
     ("- just\n- a list\n", 1, "must be a YAML mapping"),
     ("dhcp:\n  lease_time: 3600\n  lease_time: 60\n", 3, "duplicate key 'lease_time'"),
     ("dhcp: {subnets: [\n", 2, "expected"),
-    ("dhcp:\n  lease_time: 10\n", 2, "greater than or equal to 60"),
+    ("dhcp:\n  lease_time: 5\n", 2, "greater than or equal to 10"),
     ("dns: {}\n", 1, "dns.zone: Field required"),
 ])
 def test_config_file_problems(tmp_path: Path, text: str, line: int, needle: str) -> None:

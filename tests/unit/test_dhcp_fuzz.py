@@ -10,7 +10,9 @@ import pytest
 
 from ztp.config import load_config
 from ztp.dhcp import packet as p
-from ztp.dhcp.responder import Ingress, Responder
+from ztp.dhcp.chain import Chain
+from ztp.dhcp.exchange import Ingress
+from ztp.leases.ledger import Ledger
 from ztp.leases.table import LeaseTable
 
 CAPTURES = Path(__file__).resolve().parent.parent / "data" / "dhcp"
@@ -38,7 +40,8 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 @pytest.mark.parametrize("capture", sorted(c.stem for c in CAPTURES.glob("*.hex")))
 def test_mutated_captures_only_ever_raise_malformed(capture: str, tmp_path: Path) -> None:
     config = load_config(REPO / "ztp.yaml")
-    responder = Responder(config, LeaseTable())
+    ledger = Ledger(LeaseTable())
+    chain = Chain(config, ledger)
     original = bytes.fromhex((CAPTURES / f"{capture}.hex").read_text().strip())
     rng = random.Random(capture)
     parsed = malformed = replies = 0
@@ -53,9 +56,11 @@ def test_mutated_captures_only_ever_raise_malformed(capture: str, tmp_path: Path
         if pkt.op != p.BOOTREQUEST:
             continue
         try:
-            decision = responder.handle(pkt, INGRESS, 1_000.0 + i)
+            decision = chain.handle(pkt, INGRESS, 1_000.0 + i)
         except p.MalformedPacket:
             continue
+        if decision.change is not None:
+            ledger.commit(decision.change, lambda error: None)
         if decision.reply is not None:
             replies += 1
             assert p.parse(p.build(decision.reply)).xid == pkt.xid

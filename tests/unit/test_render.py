@@ -11,7 +11,9 @@ import pytest
 from ztp.config import Config, load_config
 from ztp.dhcp import packet as p
 from ztp.dhcp.packet import DhcpPacket, build, mac_to_chaddr, parse
-from ztp.dhcp.responder import Ingress, Responder
+from ztp.dhcp.chain import Chain
+from ztp.dhcp.exchange import Ingress
+from ztp.leases.ledger import Ledger
 from ztp.leases.table import LeaseTable
 from ztp.provision import RenderedConfigs, device_view
 from ztp.render import DeviceView, Renderer, RenderError
@@ -222,7 +224,8 @@ EVIL_NAMES = [b"{{7*7}}", b"$(reboot)", b"x`id`;rm -rf /", b"a\nip route 0.0.0.0
 @pytest.mark.parametrize("sent", EVIL_NAMES)
 def test_device_sent_hostname_is_sanitized_before_rendering(config: Config, sent: bytes) -> None:
     table = LeaseTable()
-    responder = Responder(config, table)
+    ledger = Ledger(table)
+    chain = Chain(config, ledger)
     server = IPv4Address("10.60.0.1")
     ingress = Ingress(ifindex=2, ifname="s1", server_ip=server, local_ips=frozenset({server}), broadcast=True)
     client = "02:00:00:00:00:77"
@@ -230,8 +233,10 @@ def test_device_sent_hostname_is_sanitized_before_rendering(config: Config, sent
     def send(mtype: int, **opts: bytes) -> DhcpPacket:
         pkt = DhcpPacket(op=p.BOOTREQUEST, xid=9, chaddr=mac_to_chaddr(client),
                          options={53: bytes((mtype,)), 12: sent, **{int(k[1:]): v for k, v in opts.items()}})
-        decision = responder.handle(parse(build(pkt)), ingress, 1000.0)
+        decision = chain.handle(parse(build(pkt)), ingress, 1000.0)
         assert decision.reply is not None
+        if decision.change is not None:
+            ledger.commit(decision.change, lambda error: None)
         return decision.reply
 
     offer = send(p.DISCOVER)

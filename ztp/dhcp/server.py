@@ -1,4 +1,5 @@
-"""The DHCP server's I/O shell: one UDP socket on :67 with IP_PKTINFO; everything else is the Responder."""
+"""The DHCP server's I/O shell: one UDP socket on :67 with IP_PKTINFO. Policy is the handler chain
+(ztp.dhcp.chain); leases change only through the ledger, which commits them before the reply is sent."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from ipaddress import IPv4Address
 
 from ztp.dhcp import packet as p
 from ztp.dhcp.packet import DhcpPacket, MalformedPacket
+from ztp.dhcp.chain import Chain
+from ztp.dhcp.exchange import Ingress
 from ztp.dhcp.reply import LIMITED_BROADCAST, Destination, destination
-from ztp.dhcp.responder import Ingress, Responder
-from ztp.leases.store import LeaseWriter
-from ztp.leases.table import Lease
+from ztp.leases.ledger import LeaseChange, Ledger
 from ztp.net.arp import inject_arp
 from ztp.net.sockets import InterfaceTable, parse_pktinfo, pktinfo_cmsg, udp_socket
 
@@ -39,18 +40,15 @@ def _pktinfo(anc: tuple[tuple[int, int, bytes], ...]) -> tuple[int, IPv4Address,
 
 
 class DhcpServer:
-    """Receives BOOTREQUESTs, asks the Responder, persists before ACK, sends per RFC 2131 §4.1."""
+    """Receives BOOTREQUESTs, runs the chain, commits the lease change through the ledger, then sends the
+    reply per RFC 2131 §4.1."""
 
-    def __init__(self, responder: Responder, writer: LeaseWriter, *, interfaces: tuple[str, ...],
-                 port: int = 67, on_bound: Callable[[Lease], None] | None = None,
-                 on_released: Callable[[Lease], None] | None = None,
+    def __init__(self, chain: Chain, ledger: Ledger, *, interfaces: tuple[str, ...], port: int = 67,
                  clock: Callable[[], float] = time.time) -> None:
-        self.responder = responder
-        self.writer = writer
+        self.chain = chain  # replaced whole on a configuration reload
+        self.ledger = ledger
         self.interfaces = frozenset(interfaces)
         self.port = port
-        self.on_bound = on_bound
-        self.on_released = on_released
         self.clock = clock
         self.counters: Counter[str] = Counter()
         self._ifaces = InterfaceTable()
@@ -90,17 +88,23 @@ class DhcpServer:
             return None
         ifindex, spec_dst, dst = info
         ifname, if_addr = self._ifaces.lookup(ifindex)
-        to_broadcast = dst == LIMITED_BROADCAST
+        # IP_PKTINFO: for a datagram sent to one of our addresses the local address (spec_dst) is that
+        # address; for a broadcast it is the interface's own.
+        unicast = dst == spec_dst
         if pkt.giaddr != p.ZERO_IP:
             # Relayed: accepted on any local address; the server id is the address the relay sent to.
-            return Ingress(ifindex, ifname, dst if not to_broadcast else spec_dst, frozenset({spec_dst}),
+            return Ingress(ifindex, ifname, dst if unicast else spec_dst, frozenset({spec_dst}), broadcast=False)
+        if unicast:
+            # RENEWING, INFORM, RELEASE, DECLINE sent to our address: routed here, possibly from a client
+            # behind a relay arriving on the upstream interface. dhcp.interfaces restricts broadcasts only.
+            return Ingress(ifindex, ifname, dst, frozenset({dst} if if_addr is None else {dst, if_addr}),
                            broadcast=False)
         if self.interfaces and ifname not in self.interfaces:
             self.counters["ignored_interface"] += 1
             return None
         if if_addr is None:
             return None
-        return Ingress(ifindex, ifname, if_addr, frozenset({if_addr, spec_dst}), broadcast=to_broadcast)
+        return Ingress(ifindex, ifname, if_addr, frozenset({if_addr, spec_dst}), broadcast=True)
 
     def _datagram(self, data: bytes, anc: list[tuple[int, int, bytes]], peer: tuple[str, int]) -> None:
         self.counters["received"] += 1
@@ -119,39 +123,40 @@ class DhcpServer:
             log.debug("%s dhcp request on an interface we do not serve; ignored", pkt.mac)
             return
         try:
-            decision = self.responder.handle(pkt, ingress, self.clock())
+            proposal = self.chain.handle(pkt, ingress, self.clock())
         except MalformedPacket as exc:
             self.counters["malformed"] += 1
             log.debug("%s dhcp malformed option dropped: %s", pkt.mac, exc)
             return
-        if decision.log_format and log.isEnabledFor(decision.level):  # text is built only for lines emitted
+        if proposal.counter:
+            self.counters[proposal.counter] += 1
+        if proposal.log_format and log.isEnabledFor(proposal.level):  # text is built only for lines emitted
             via = f" via {pkt.giaddr}" if pkt.giaddr != p.ZERO_IP else f" on {ingress.ifname}"
-            log.log(decision.level, "%s dhcp %s%s", pkt.mac, decision.log, via)
-        if decision.background is not None:
-            self.writer.write_soon(decision.background)
-        if decision.released is not None and self.on_released is not None:
-            self.on_released(decision.released)
-        if decision.reply is None:
+            log.log(proposal.level, "%s dhcp %s%s", pkt.mac, proposal.log, via)
+        reply, change = proposal.reply, proposal.change
+        if change is None:
+            if reply is None:
+                self.counters["no_reply"] += 1
+                return
+            self._send(pkt, reply, ingress)
+            return
+        self.ledger.commit(change, lambda error: self._committed(error, pkt, reply, ingress, change))
+
+    def _committed(self, error: BaseException | None, pkt: DhcpPacket, reply: DhcpPacket | None,
+                   ingress: Ingress, change: LeaseChange) -> None:
+        if error is not None:
+            # Nothing was applied: memory still agrees with the disk, and the client hears nothing rather
+            # than an ACK for a binding that would not survive a restart.
+            self.counters["commit_failed"] += 1
+            lease = change.lease
+            who = f"{lease.mac} ({lease.hostname})" if lease.hostname else lease.mac
+            log.error("%s dhcp lease %s (%s) NOT written: %s; no reply sent", who, lease.ip, change.kind,
+                      error or "cancelled")
+            return
+        if reply is None:
             self.counters["no_reply"] += 1
             return
-        reply = decision.reply
-        if decision.durable is not None:
-            lease = decision.durable
-            fut = self.writer.commit(lease)
-            fut.add_done_callback(lambda f: self._after_commit(f, pkt, reply, ingress, lease))
-            return
         self._send(pkt, reply, ingress)
-
-    def _after_commit(self, fut: asyncio.Future[None], pkt: DhcpPacket, reply: DhcpPacket, ingress: Ingress,
-                      lease: Lease) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            self.counters["commit_failed"] += 1
-            log.error("%s dhcp lease %s NOT written (%s); no ACK sent", pkt.mac, lease.ip,
-                      fut.exception() if not fut.cancelled() else "cancelled")
-            return
-        self._send(pkt, reply, ingress)
-        if self.on_bound is not None:
-            self.on_bound(lease)
 
     def _send(self, pkt: DhcpPacket, reply: DhcpPacket, ingress: Ingress) -> None:
         sock = self._sock

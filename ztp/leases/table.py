@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from ipaddress import IPv4Address
@@ -57,6 +58,14 @@ class LeaseTable:
         self._fresh: dict[IPv4Address, int] = {}  # pool start -> next never-used candidate (as int)
         for lease in sorted(leases or [], key=lambda x: x.updated):
             self._put(lease)
+
+    def put(self, lease: Lease) -> None:
+        """Make `lease` the address's current row (the ledger calls this once the row is durable)."""
+        if lease.state == LeaseState.DECLINED:
+            held = self.by_client.get(lease.client)
+            if held is not None and held.ip == lease.ip:
+                self._drop_client(lease.client)  # the declined address is no longer the client's lease
+        self._put(lease)
 
     def _put(self, lease: Lease) -> None:
         old = self.by_ip.get(lease.ip)
@@ -125,18 +134,23 @@ class LeaseTable:
         return lease.client == client or not lease.active(now)
 
     def choose(self, subnet: Subnet, client: str, *, reserved: IPv4Address | None,
-               requested: IPv4Address | None, now: float) -> IPv4Address | None:
+               requested: IPv4Address | None, now: float,
+               taken: Container[IPv4Address] | None = None) -> IPv4Address | None:
         """The address to offer, in the documented order, or None when the pool is exhausted.
 
         Reservation; the address this client held before; the requested address (option 50) if free;
-        the first never-used pool address; then the oldest expired or released one.
+        the first never-used pool address; then the oldest expired or released one. Addresses in `taken`
+        (being committed for another client) are skipped.
         """
         if reserved is not None:
             return reserved
+        busy: Container[IPv4Address] = taken if taken is not None else ()
         previous = self.by_client.get(client)
-        if previous is not None and subnet.in_pool(previous.ip) and self.available(previous.ip, client, now):
+        if previous is not None and subnet.in_pool(previous.ip) and previous.ip not in busy \
+                and self.available(previous.ip, client, now):
             return previous.ip
-        if requested is not None and subnet.in_pool(requested) and self.available(requested, client, now):
+        if requested is not None and subnet.in_pool(requested) and requested not in busy \
+                and self.available(requested, client, now):
             return requested
         if subnet.pool_start is None or subnet.pool_end is None:
             return None
@@ -145,11 +159,14 @@ class LeaseTable:
         while cursor <= end and IPv4Address(cursor) in self.by_ip:
             cursor += 1
         self._fresh[subnet.pool_start] = cursor
-        if cursor <= end:
-            return IPv4Address(cursor)
+        probe = cursor  # past the cursor only by the few never-used addresses being committed right now
+        while probe <= end and (IPv4Address(probe) in busy or IPv4Address(probe) in self.by_ip):
+            probe += 1
+        if probe <= end:
+            return IPv4Address(probe)
         oldest: Lease | None = None
         for lease in self.by_ip.values():
-            if subnet.in_pool(lease.ip) and self.available(lease.ip, client, now):
+            if subnet.in_pool(lease.ip) and lease.ip not in busy and self.available(lease.ip, client, now):
                 if oldest is None or lease.expires < oldest.expires:
                     oldest = lease
         return oldest.ip if oldest else None
@@ -185,12 +202,9 @@ class LeaseTable:
 
     def decline(self, ip: IPv4Address, client: str, mac: str, *, quarantine: float, now: float) -> Lease:
         """RFC 2131 §4.3.3: the address is in use by someone else; keep it out of the pool for a while."""
-        held = self.by_client.get(client)
-        if held is not None and held.ip == ip:
-            self._drop_client(client)
         lease = Lease(ip=ip, client=client, mac=mac, state=LeaseState.DECLINED, expires=now + quarantine,
                       updated=now)
-        self._put(lease)
+        self.put(lease)
         return lease
 
     def forget_offer(self, client: str) -> None:

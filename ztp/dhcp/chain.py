@@ -1,0 +1,102 @@
+"""The DHCP server's policy: the handlers, in the order they run.
+
+    accept message -> subnet -> device -> server id -> release/decline -> address -> lease time
+      -> options (global < defaults < subnet < device) -> boot file -> host name -> lease change
+      -> assemble -> size fit
+
+`Chain.handle(packet, ingress, now)` returns a `Proposal`: the reply to send (or none) and the lease
+change the server must commit before sending it. Nothing here touches a socket, the clock or the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from ztp.config import Config
+from ztp.dhcp import options as o
+from ztp.dhcp import packet as p
+from ztp.dhcp.exchange import Handler, Ingress, Proposal, Reply, Request, client_key, silent
+from ztp.dhcp.handlers.address import AssignAddress
+from ztp.dhcp.handlers.assemble import Assemble
+from ztp.dhcp.handlers.boot_file import BootFile
+from ztp.dhcp.handlers.device import IdentifyDevice
+from ztp.dhcp.handlers.hostname import HostName
+from ztp.dhcp.handlers.layers import LayeredOptions
+from ztp.dhcp.handlers.lease_return import ReturnLease
+from ztp.dhcp.handlers.lease_time import LeaseTime
+from ztp.dhcp.handlers.message import AcceptMessage
+from ztp.dhcp.handlers.record import RecordLease
+from ztp.dhcp.handlers.server_id import ServerId
+from ztp.dhcp.handlers.size_fit import SizeFit
+from ztp.dhcp.handlers.subnet import SelectSubnet
+from ztp.dhcp.packet import DhcpPacket
+from ztp.dhcp.relayinfo import parse_relay_info
+from ztp.leases.ledger import Ledger
+
+_REPLY_TYPE = {p.DISCOVER: p.OFFER, p.REQUEST: p.ACK, p.INFORM: p.ACK}
+
+
+def default_handlers(config: Config, ledger: Ledger) -> list[Handler]:
+    """The standard chain for `config`; a new rule is one more entry here."""
+    return [
+        AcceptMessage(),
+        SelectSubnet(config),
+        IdentifyDevice(config),
+        ServerId(ledger),
+        ReturnLease(config, ledger),
+        AssignAddress(config, ledger),
+        LeaseTime(config),
+        LayeredOptions(config),
+        BootFile(config),
+        HostName(config),
+        RecordLease(config, ledger),
+        Assemble(),
+        SizeFit(),
+    ]
+
+
+class Chain:
+    """Runs the handlers over one request; built per configuration (a reload builds a new one)."""
+
+    def __init__(self, config: Config, ledger: Ledger, handlers: Sequence[Handler] | None = None) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.handlers: tuple[Handler, ...] = tuple(handlers if handlers is not None
+                                                   else default_handlers(config, ledger))
+
+    def handle(self, pkt: DhcpPacket, ingress: Ingress, now: float) -> Proposal:
+        """Decide one BOOTREQUEST. A malformed option 82 raises MalformedPacket (the server counts it)."""
+        if pkt.op != p.BOOTREQUEST:
+            return silent("not a BOOTREQUEST; ignored")
+        raw82 = pkt.options.get(o.RELAY_AGENT_INFO)
+        relay = parse_relay_info(raw82) if raw82 is not None else None
+        mtype = pkt.message_type
+        req = Request(pkt=pkt, ingress=ingress, now=now, mtype=mtype, client=client_key(pkt), relay=relay)
+        reply = Reply(mtype=_REPLY_TYPE.get(mtype) if mtype is not None else None)
+        for handler in self.handlers:
+            out = handler(req, reply)
+            if isinstance(out, Proposal):
+                return out
+            reply = out
+        return _outcome(req, reply)
+
+
+def _outcome(req: Request, reply: Reply) -> Proposal:
+    """The Proposal for a reply that ran through every handler, with its log line."""
+    who = f" ({reply.device.hostname})" if reply.device is not None else ""
+    level = logging.INFO
+    args: tuple[object, ...]
+    if req.mtype == p.DISCOVER:
+        fmt, args = "DISCOVER -> OFFER %s%s", (reply.yiaddr, who)
+    elif req.mtype == p.INFORM:
+        fmt, args = "INFORM from %s -> ACK%s", (req.pkt.ciaddr, who)
+    elif req.mtype is None:
+        fmt, args = "BOOTREQUEST -> BOOTREPLY %s for %ss%s", (reply.yiaddr, reply.lease_time, who)
+    else:
+        fmt, args = "REQUEST (%s) -> ACK %s for %ss%s", (reply.state, reply.yiaddr, reply.lease_time, who)
+    if reply.dropped:
+        fmt += "; left out options %s to fit the client's size limit"
+        args = (*args, ",".join(map(str, reply.dropped)))
+        level = logging.WARNING
+    return Proposal(reply=reply.packet, change=reply.change, log_format=fmt, log_args=args, level=level)

@@ -1,0 +1,97 @@
+"""The values that flow through the DHCP handler chain: Request in, Reply in progress, Proposal out.
+
+`Handler = (Request, Reply) -> Reply | Proposal`: a handler reads the request and the reply so far and
+returns the reply to hand to the next handler, or a `Proposal` that ends the chain (a reply to send, a
+lease change to commit first, or silence). Handlers touch no socket, clock or store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from ztp.config import Device, Subnet
+from ztp.dhcp import options as o
+from ztp.dhcp import packet as p
+from ztp.dhcp.packet import DhcpPacket
+from ztp.dhcp.relayinfo import RelayInfo
+from ztp.leases.ledger import LeaseChange
+
+
+@dataclass(slots=True)  # not frozen only because one is built per datagram (see DhcpPacket); never mutated
+class Ingress:
+    """Where a request arrived: the receiving interface and the appliance address the client reached."""
+
+    ifindex: int
+    ifname: str | None
+    server_ip: IPv4Address
+    local_ips: frozenset[IPv4Address] = frozenset()
+    broadcast: bool = False  # sent to 255.255.255.255 rather than to one of our addresses
+
+
+def client_key(pkt: DhcpPacket) -> str:
+    """RFC 2131 §4.2: a client is identified by option 61 when present, else by chaddr."""
+    cid = pkt.options.get(o.CLIENT_ID)
+    return "id:" + cid.hex() if cid else pkt.mac
+
+
+@dataclass(slots=True)
+class Request:
+    """One decoded BOOTREQUEST with where it came from and when."""
+
+    pkt: DhcpPacket
+    ingress: Ingress
+    now: float
+    mtype: int | None  # None: BOOTP (RFC 951)
+    client: str
+    relay: RelayInfo | None
+
+
+@dataclass(slots=True)
+class Reply:
+    """The reply being built; each handler fills in its part."""
+
+    mtype: int | None  # OFFER or ACK; None for a BOOTREPLY
+    server_id: IPv4Address = p.ZERO_IP
+    subnet: Subnet | None = None
+    device: Device | None = None
+    yiaddr: IPv4Address = p.ZERO_IP
+    ciaddr: IPv4Address = p.ZERO_IP
+    state: str = ""  # RFC 2131 client state the request was sent in (selecting, renewing, ...), for logs
+    binding: bool = False  # the reply binds yiaddr (ACK, BOOTREPLY); an OFFER only holds it
+    lease_time: int | None = None  # seconds of the binding; None: the reply carries no lease (INFORM)
+    options: dict[int, bytes] = field(default_factory=dict)
+    boot_file: str | None = None
+    hostname: str | None = None  # kept in the lease; sent as option 12 only for inventory devices
+    change: LeaseChange | None = None
+    packet: DhcpPacket | None = None  # the assembled BOOTREPLY
+    dropped: tuple[int, ...] = ()  # options left out to fit the client's size limit
+
+
+@dataclass(slots=True)
+class Proposal:
+    """The chain's outcome: a reply (maybe none) and the lease change to commit before it is sent."""
+
+    reply: DhcpPacket | None = None
+    change: LeaseChange | None = None
+    # The log line is formatted only when it is emitted (`log`): building it costs more than deciding
+    # a routine OFFER or ACK, and the server logs those at INFO, usually off.
+    log_format: str = ""
+    log_args: tuple[object, ...] = ()
+    level: int = logging.INFO
+    counter: str = ""  # a counter to bump for refusals worth counting ("" none)
+
+    @property
+    def log(self) -> str:
+        """What happened, as one line for the log (empty: nothing worth logging)."""
+        return self.log_format % self.log_args if self.log_args else self.log_format
+
+
+def silent(log_format: str, *args: object, level: int = logging.DEBUG, counter: str = "") -> Proposal:
+    """A Proposal that answers nothing and changes nothing."""
+    return Proposal(log_format=log_format, log_args=args, level=level, counter=counter)
+
+
+Handler = Callable[[Request, Reply], "Reply | Proposal"]

@@ -1,0 +1,39 @@
+"""The lease change the reply stands for: an offer held in memory, or a binding to commit first."""
+
+from __future__ import annotations
+
+from ztp.config import Config
+from ztp.dhcp import packet as p
+from ztp.dhcp.exchange import Proposal, Reply, Request
+from ztp.leases.ledger import ChangeKind, LeaseChange, Ledger
+from ztp.leases.table import Lease, LeaseState
+
+
+class RecordLease:
+    """Sets `reply.change`: OFFER holds yiaddr for `dhcp.offer_hold` seconds (never shortening the client's
+    binding of it); ACK and BOOTREPLY bind it for `reply.lease_time`."""
+
+    def __init__(self, config: Config, ledger: Ledger) -> None:
+        self.offer_hold = config.offer_hold
+        self.ledger = ledger
+
+    def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
+        """Propose the lease row for yiaddr."""
+        ip = reply.yiaddr
+        if ip == p.ZERO_IP:
+            return reply
+        now, pkt = req.now, req.pkt
+        if reply.binding:
+            assert reply.lease_time is not None
+            lease = Lease(ip=ip, client=req.client, mac=pkt.mac, state=LeaseState.BOUND,
+                          expires=now + reply.lease_time, updated=now, hostname=reply.hostname)
+            reply.change = LeaseChange(ChangeKind.BIND, lease)
+            return reply
+        current = self.ledger.at(ip)
+        if current is not None and current.client == req.client and current.state == LeaseState.BOUND \
+                and current.active(now):
+            return reply  # already bound: an OFFER must not shorten the binding
+        lease = Lease(ip=ip, client=req.client, mac=pkt.mac, state=LeaseState.OFFERED,
+                      expires=now + self.offer_hold, updated=now, hostname=reply.hostname)
+        reply.change = LeaseChange(ChangeKind.OFFER, lease)
+        return reply

@@ -1,0 +1,52 @@
+"""Which configured subnet a request is for.
+
+RFC 3527 link-selection sub-option > giaddr (RFC 2131 §4.3.1) > ciaddr of a unicast REQUEST, INFORM,
+RELEASE or DECLINE with giaddr 0 (RFC 2131 §4.3.2: a RENEWING client's unicast is trusted by ciaddr; it
+reaches the appliance through routers, not relays, so the ingress interface says nothing about it) > the
+interface the broadcast arrived on.
+"""
+
+from __future__ import annotations
+
+import logging
+from ipaddress import IPv4Address
+
+from ztp.config import Config, Subnet
+from ztp.dhcp import packet as p
+from ztp.dhcp.exchange import Proposal, Reply, Request, silent
+
+LINK_SELECTION = 5  # RFC 3527 §3: sub-option of option 82
+_BY_CIADDR = frozenset({p.REQUEST, p.INFORM, p.RELEASE, p.DECLINE})
+_OWN_SUBNET = frozenset({p.RELEASE, p.DECLINE})  # these are judged by the address they name
+
+
+def select_subnet(config: Config, req: Request) -> tuple[Subnet | None, str]:
+    """The subnet of the request and what chose it (for logs and `ztp explain`)."""
+    pkt = req.pkt
+    if req.relay is not None:
+        link = req.relay.get(LINK_SELECTION)
+        if link is not None and len(link) == 4:
+            address = IPv4Address(link)
+            return config.subnet_for(address), f"link-selection {address}"
+    if pkt.giaddr != p.ZERO_IP:
+        return config.subnet_for(pkt.giaddr), f"giaddr {pkt.giaddr}"
+    if pkt.ciaddr != p.ZERO_IP and not req.ingress.broadcast and req.mtype in _BY_CIADDR:
+        return config.subnet_for(pkt.ciaddr), f"ciaddr {pkt.ciaddr}"
+    return config.subnet_for(req.ingress.server_ip), f"interface {req.ingress.ifname}"
+
+
+class SelectSubnet:
+    """Sets `reply.subnet`; a request from where no subnet is configured is ignored."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
+        """Choose the subnet, or drop the request with a warning naming where it came from."""
+        subnet, where = select_subnet(self.config, req)
+        if subnet is None and req.mtype not in _OWN_SUBNET:
+            name = p.MESSAGE_TYPE_NAMES.get(req.mtype, "BOOTREQUEST") if req.mtype is not None else "BOOTREQUEST"
+            return silent("%s from %s: no subnet is configured there; ignored", name, where,
+                          level=logging.WARNING, counter="no_subnet")
+        reply.subnet = subnet
+        return reply

@@ -1,0 +1,211 @@
+"""The lease ledger: decide, commit, apply.
+
+DHCP handlers only *propose* a `LeaseChange`. The ledger writes a durable change to the store (fsync'd,
+RFC 2131 §4.3.2: the binding is on stable storage before the DHCPACK leaves), and only once that has
+succeeded applies it to the in-memory table and tells its subscribers (DNS names, later the device
+timeline) with a `LeaseEvent`. A failed commit leaves memory as it was and the caller sends nothing.
+
+While a change is being written its address is *pending*: other clients cannot be given it, so two
+requests decided in the same instant cannot both be granted one address.
+
+Lease expiry is a timer of the ledger (`next_deadline` / `expire`): sans-I/O, fed `now`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import IPv4Address
+from typing import Protocol
+
+from ztp.config import Subnet
+from ztp.leases.table import Lease, LeaseState, LeaseTable
+
+log = logging.getLogger("ztp.leases")
+
+
+class ChangeKind(StrEnum):
+    """What a proposed change does to the table."""
+
+    OFFER = "offer"  # hold an address for offer_hold seconds: memory only
+    WITHDRAW = "withdraw"  # the client chose another server: drop our pending offer, memory only
+    BIND = "bind"  # DHCPACK (new binding or renewal) or a BOOTP binding: durable
+    RELEASE = "release"  # DHCPRELEASE: durable
+    DECLINE = "decline"  # DHCPDECLINE: the address is held out of the pool, durable
+
+
+_DURABLE = frozenset({ChangeKind.BIND, ChangeKind.RELEASE, ChangeKind.DECLINE})
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseChange:
+    """One proposed change: the lease row as it will be after it."""
+
+    kind: ChangeKind
+    lease: Lease
+
+    @property
+    def durable(self) -> bool:
+        """Whether the change must be on disk before it is applied (and before any reply leaves)."""
+        return self.kind in _DURABLE
+
+
+class EventKind(StrEnum):
+    """What happened to a lease, as subscribers hear it."""
+
+    BOUND = "bound"
+    RENEWED = "renewed"
+    RELEASED = "released"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseEvent:
+    """A lease change that has been committed and applied (or a binding that ran out)."""
+
+    kind: EventKind
+    lease: Lease
+    previous: Lease | None = None
+
+
+class LeaseStore(Protocol):
+    """Durable storage: `commit` completes once the row is on stable storage."""
+
+    def commit(self, lease: Lease) -> asyncio.Future[None]:
+        """Queue `lease`; the future completes after fsync, or fails with the store's error."""
+        ...
+
+
+Subscriber = Callable[[LeaseEvent], None]
+Done = Callable[[BaseException | None], None]
+
+
+class Ledger:
+    """The one writer of the lease table: proposals in, committed and applied changes and events out."""
+
+    def __init__(self, table: LeaseTable, store: LeaseStore | None = None) -> None:
+        self.table = table
+        self.store = store
+        self._subscribers: list[Subscriber] = []
+        self._pending: dict[IPv4Address, tuple[str, int]] = {}  # address -> (client, changes in flight)
+        self._expiry: list[tuple[float, int, Lease]] = []  # heap of bound leases by expiry
+        self._seq = 0
+        now_bound = [lease for lease in table.by_ip.values() if lease.state == LeaseState.BOUND]
+        for lease in now_bound:
+            self._watch(lease)
+        self.commit_failures = 0
+
+    # --- reads for the handlers ---------------------------------------------------------------------
+
+    def lease_of(self, client: str) -> Lease | None:
+        """The client's current or last lease (committed state)."""
+        return self.table.lease_of(client)
+
+    def at(self, ip: IPv4Address) -> Lease | None:
+        """The lease row of an address (committed state)."""
+        return self.table.by_ip.get(ip)
+
+    def available(self, ip: IPv4Address, client: str, now: float) -> bool:
+        """Whether `ip` may be given to `client` now: free in the table and not being written for another."""
+        pending = self._pending.get(ip)
+        if pending is not None and pending[0] != client:
+            return False
+        return self.table.available(ip, client, now)
+
+    def choose(self, subnet: Subnet, client: str, *, reserved: IPv4Address | None,
+               requested: IPv4Address | None, now: float) -> IPv4Address | None:
+        """The address to offer (LeaseTable.choose's order), never one another client's commit holds."""
+        taken = {ip for ip, (owner, _) in self._pending.items() if owner != client} if self._pending else None
+        return self.table.choose(subnet, client, reserved=reserved, requested=requested, now=now, taken=taken)
+
+    # --- commit and apply ---------------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call `subscriber` with every event, after the change is applied."""
+        self._subscribers.append(subscriber)
+
+    def commit(self, change: LeaseChange, done: Done) -> None:
+        """Make `change` durable (if it must be), then apply it, then call `done(None)`; on a failed write
+        call `done(error)` with nothing applied. Memory-only changes are applied at once."""
+        if not change.durable or self.store is None:
+            self.apply(change)
+            done(None)
+            return
+        ip, client = change.lease.ip, change.lease.client
+        owner, count = self._pending.get(ip, (client, 0))
+        self._pending[ip] = (owner, count + 1)
+        fut = self.store.commit(change.lease)
+        fut.add_done_callback(lambda f: self._committed(f, change, done))
+
+    def _committed(self, fut: asyncio.Future[None], change: LeaseChange, done: Done) -> None:
+        ip = change.lease.ip
+        owner, count = self._pending.pop(ip, (change.lease.client, 1))
+        if count > 1:
+            self._pending[ip] = (owner, count - 1)
+        error: BaseException | None = asyncio.CancelledError() if fut.cancelled() else fut.exception()
+        if error is not None:
+            self.commit_failures += 1
+            done(error)
+            return
+        self.apply(change)
+        done(None)
+
+    def apply(self, change: LeaseChange) -> LeaseEvent | None:
+        """Apply a change to memory (after it is durable) and tell the subscribers."""
+        lease = change.lease
+        table = self.table
+        if change.kind == ChangeKind.WITHDRAW:
+            table.forget_offer(lease.client)
+            return None
+        previous = table.by_ip.get(lease.ip)
+        if change.kind == ChangeKind.OFFER:
+            table.put(lease)
+            return None
+        table.put(lease)
+        if change.kind == ChangeKind.BIND:
+            renewed = previous is not None and previous.state == LeaseState.BOUND \
+                and previous.client == lease.client
+            event = LeaseEvent(EventKind.RENEWED if renewed else EventKind.BOUND, lease, previous)
+            self._watch(lease)
+        elif change.kind == ChangeKind.RELEASE:
+            event = LeaseEvent(EventKind.RELEASED, lease, previous)
+        else:
+            event = LeaseEvent(EventKind.DECLINED, lease, previous)
+        self._emit(event)
+        return event
+
+    def _emit(self, event: LeaseEvent) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # a subscriber's bug must not undo a committed lease or stop the server
+                log.exception("%s lease event %s: subscriber failed", event.lease.mac, event.kind)
+
+    # --- expiry timer -------------------------------------------------------------------------------
+
+    def _watch(self, lease: Lease) -> None:
+        self._seq += 1
+        heapq.heappush(self._expiry, (lease.expires, self._seq, lease))
+
+    def next_deadline(self) -> float | None:
+        """When the next bound lease runs out (None: no bound lease)."""
+        return self._expiry[0][0] if self._expiry else None
+
+    def expire(self, now: float) -> list[Lease]:
+        """Emit `expired` for every binding that ran out by `now` and is still the address's current row.
+
+        O(k log n) for k expiries: renewed, released or replaced rows are skipped, not searched for.
+        """
+        out: list[Lease] = []
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            _, _, lease = heapq.heappop(heap)
+            if self.table.by_ip.get(lease.ip) is lease:
+                out.append(lease)
+                self._emit(LeaseEvent(EventKind.EXPIRED, lease))
+        return out
