@@ -11,6 +11,7 @@ import time
 from ipaddress import IPv4Address
 from typing import Any
 
+from ztp.access import AccessRule, access_warnings
 from ztp.check import validate
 from ztp.config import Config, Problem
 from ztp.dhcp.chain import Chain
@@ -20,6 +21,7 @@ from ztp.dns.zone import Zone
 from ztp.leases.ledger import EventKind, LeaseEvent, Ledger
 from ztp.leases.store import LeaseWriter, database_path, load_leases
 from ztp.leases.table import Lease, LeaseState, LeaseTable
+from ztp.net.listen import WILDCARD, listen_addresses
 from ztp.net.sockets import interface_ipv4
 from ztp.provision import RenderedConfigs
 from ztp.render import Renderer
@@ -47,6 +49,9 @@ def keep_fixed_settings(old: Config, new: Config) -> tuple[Config, list[str]]:
     if new.tftp_port != old.tftp_port:
         kept.append("tftp.port")
         changes["tftp_port"] = old.tftp_port
+    if new.listen != old.listen:
+        kept.append("listen")
+        changes["listen"] = old.listen
     if (old.dns is None) != (new.dns is None):
         kept.append("dns (enabling or disabling it)")
         changes["dns"] = old.dns
@@ -82,15 +87,20 @@ class Appliance:
         self.static_root = StaticRoot(config.tftp_root) if config.tftp_root is not None else None
         self.tftp = TftpServer(self._content(), port=config.tftp_port,
                                log=logging.getLogger("ztp.tftp"), describe_peer=self.describe_peer,
-                               max_blksize=config.tftp_max_blksize)
+                               max_blksize=config.tftp_max_blksize, max_sessions=config.tftp_max_sessions,
+                               max_sessions_per_peer=config.tftp_max_sessions_per_peer)
         self.tftp.on_complete = self._served
         self._reload_task: asyncio.Task[bool] | None = None
         self._reload_again = False
 
     def _content(self) -> ChainedContent:
-        """TFTP content: rendered device configs first, then the static root."""
-        providers: list[ContentProvider] = [RenderedConfigs(self.config, self.renderer, self.table)]
+        """TFTP content: rendered device configs first, then the static root; both behind the access rule."""
+        self.access = AccessRule(self.config, self.table)
+        providers: list[ContentProvider] = [RenderedConfigs(self.config, self.renderer, self.table,
+                                                            access=self.access)]
         if self.static_root is not None:
+            self.static_root.private = self.config.tftp_private
+            self.static_root.may_read_private = self.access.known
             providers.append(self.static_root)
         return ChainedContent(*providers)
 
@@ -205,6 +215,7 @@ class Appliance:
             self.static_root = StaticRoot(config.tftp_root) if config.tftp_root is not None else None
         self.tftp.content = self._content()
         self.tftp.max_blksize = config.tftp_max_blksize
+        self.tftp.quota.resize(config.tftp_max_sessions, config.tftp_max_sessions_per_peer)
         self.dhcp.interfaces = frozenset(config.interfaces)
         if self.dns is not None and zone is not None and config.dns is not None:
             self._install_zone(zone)
@@ -292,6 +303,20 @@ class Appliance:
                     del self._dns_name_at[ip]
                 log.info("dns %s removed: its lease expired", fqdn)
 
+    def _bind_to_provisioning_network(self) -> None:
+        """Point TFTP and DNS at the addresses of dhcp.interfaces and `listen` (ListenError, an OSError
+        naming the interfaces that exist, when one is missing), and warn about open settings."""
+        addresses = listen_addresses(self.config.interfaces, self.config.listen)
+        if addresses == [WILDCARD]:
+            log.warning("tftp and dns listen on every address (0.0.0.0): set dhcp.interfaces or listen to "
+                        "serve only the provisioning network")
+        self.tftp.hosts = tuple(addresses)
+        if self.dns is not None:
+            self.dns.hosts = tuple(addresses)
+            self.dns.host = addresses[0]
+        for warning in access_warnings(self.config):
+            log.warning("%s", warning)
+
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT, then shut down in reverse order of start-up."""
         loop = asyncio.get_running_loop()
@@ -299,6 +324,7 @@ class Appliance:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        self._bind_to_provisioning_network()
         self.writer.start(loop)
         started: list[Any] = []
         try:

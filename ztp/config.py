@@ -76,6 +76,13 @@ class TftpModel(_Strict):
     root: str | None = None
     port: int = Field(default=69, ge=1, le=65535)
     max_blksize: int = Field(default=65464, ge=512, le=65464)
+    private: list[str] = Field(default_factory=list)
+    max_sessions: int = Field(default=2000, ge=1, le=100_000)
+    max_sessions_per_peer: int = Field(default=8, ge=1, le=100_000)
+
+
+class ProvisioningModel(_Strict):
+    access: Literal["lease-holder", "open"] = "lease-holder"
 
 
 class DnsModel(_Strict):
@@ -96,6 +103,8 @@ class ConfigModel(_Strict):
     dhcp: DhcpModel = Field(default_factory=DhcpModel)
     tftp: TftpModel = Field(default_factory=TftpModel)
     dns: DnsModel | None = None
+    listen: list[IPv4Address] = Field(default_factory=list)
+    provisioning: ProvisioningModel = Field(default_factory=ProvisioningModel)
 
 
 class DefaultsModel(_Strict):
@@ -253,6 +262,12 @@ class Config:
     tftp_port: int
     tftp_max_blksize: int
     dns: DnsSettings | None
+    # TFTP and DNS listen on the addresses of `interfaces` plus these (relayed subnets): ztp.net.listen.
+    listen: tuple[IPv4Address, ...] = ()
+    provisioning_access: str = "lease-holder"  # who may fetch a device's config: ztp.access
+    tftp_private: tuple[str, ...] = ()  # globs under tftp_root served only to lease/reservation holders
+    tftp_max_sessions: int = 2000
+    tftp_max_sessions_per_peer: int = 8
     # DHCP policy settings added after the first release: defaulted so that a Config built in code keeps working.
     decline_hold: int = 600
     bootp: str = "reserved"
@@ -376,6 +391,9 @@ def check_config(path: Path) -> tuple[Config | None, list[Problem]]:
         global_options=global_options,
         subnets=tuple(subnets), tftp_root=tftp_root, tftp_port=model.tftp.port,
         tftp_max_blksize=model.tftp.max_blksize, dns=dns,
+        listen=tuple(model.listen), provisioning_access=model.provisioning.access,
+        tftp_private=tuple(model.tftp.private), tftp_max_sessions=model.tftp.max_sessions,
+        tftp_max_sessions_per_peer=model.tftp.max_sessions_per_peer,
         decline_hold=model.dhcp.decline_hold, bootp=model.dhcp.bootp, bootp_lease_time=model.dhcp.bootp_lease_time,
     ), problems
 
@@ -495,4 +513,3 @@ def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) 
     return Inventory(path=path, default_template=model.defaults.template, default_vars=dict(model.defaults.vars),
                      default_options=default_options, devices=tuple(devices), by_mac=by_mac,
                      by_client_id=by_client_id, by_hostname=by_hostname)
-

@@ -7,14 +7,16 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
+from ztp.access import AccessRule
 from ztp.config import Config, Device
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.render import DeviceView, Renderer, RenderError
-from ztp.tftp.content import TftpRefusal
+from ztp.tftp.content import TftpRefusal, normalise_path
 
 log = logging.getLogger("ztp.provision")
 
 ERR_NOT_FOUND = 1
+ERR_ACCESS = 2
 ERR_NOT_DEFINED = 0
 
 
@@ -49,14 +51,21 @@ def device_view(config: Config, table: LeaseTable, *, device: Device | None, mac
 
 
 class RenderedConfigs:
-    """TFTP content for `<hostname>.cfg` (inventory devices) and `<mac>.cfg` (leased unknown devices)."""
+    """TFTP content for `<hostname>.cfg` (inventory devices) and `<mac>.cfg` (leased unknown devices).
+
+    With an `access` rule, a config is rendered only for a peer that holds the device's address (see
+    `ztp.access`); anyone else gets ERROR 2 and a log line naming the device and the peer. Without one
+    (tests, `ztp render`) every peer is served.
+    """
 
     def __init__(self, config: Config, renderer: Renderer, table: LeaseTable,
-                 on_error: Callable[[str, RenderError], None] | None = None) -> None:
+                 on_error: Callable[[str, RenderError], None] | None = None, *,
+                 access: AccessRule | None = None) -> None:
         self.config = config
         self.renderer = renderer
         self.table = table
         self.on_error = on_error
+        self.access = access
 
     def view_for_path(self, path: str) -> DeviceView | None:
         """The device a boot-file name belongs to, or None."""
@@ -77,10 +86,16 @@ class RenderedConfigs:
         return None
 
     def get(self, path: str, peer: tuple[str, int]) -> bytes:
-        """Rendered bytes, or a TftpRefusal; never a partial config."""
+        """Rendered bytes, or a TftpRefusal; never a partial config, never another device's config."""
+        path = normalise_path(path)
         view = self.view_for_path(path)
         if view is None:
             raise TftpRefusal(ERR_NOT_FOUND, f"{path}: no such device config")
+        if self.access is not None and not self.access.holds(view, peer[0]):
+            # Checked before rendering: a stranger's request costs a lookup, not a render.
+            log.warning("%s tftp %s refused to %s: it holds neither a lease nor the reservation of %s",
+                        view.mac, path, peer[0], view.hostname)
+            raise TftpRefusal(ERR_ACCESS, f"{path}: only the device holding its address may fetch it")
         start = time.perf_counter()
         try:
             data = self.renderer.render(view)

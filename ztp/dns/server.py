@@ -1,5 +1,8 @@
 """DNS server: the asyncio shell around :class:`~ztp.dns.zone.Zone` (UDP and TCP, RFC 1035 §4.2).
 
+It listens on the given ``hosts`` (the provisioning network's addresses; one UDP socket each, and TCP on
+all of them), so answers leave from the address the query was sent to and nothing is served elsewhere.
+
 Every datagram is answered inline on the event loop (no thread per query, unlike dnslib's ``DNSServer``):
 parse, decide and pack take well under a millisecond, so DNS shares the appliance's loop with DHCP.
 TCP (RFC 1035 §4.2.2, RFC 7766) carries two-octet length-prefixed messages, several per connection,
@@ -35,7 +38,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dnslib import DNSRecord  # type: ignore[import-untyped,unused-ignore]
@@ -162,7 +165,8 @@ class _ForwardProtocol(asyncio.DatagramProtocol):
 
 
 class DnsServer:
-    """Serve ``zone`` on ``host:port`` over UDP and TCP; optionally forward other names to ``forwarders``.
+    """Serve ``zone`` on ``port`` of each of ``hosts`` (default: ``host``) over UDP and TCP; optionally forward
+    other names to ``forwarders``.
 
     ``forwarders`` are ``"ip"`` or ``"ip:port"``. ``clock`` gives the ``now`` the zone compares lease
     expiry with (it must be the clock the leases' ``expires_at`` come from).
@@ -173,6 +177,7 @@ class DnsServer:
         zone: Zone,
         *,
         host: str = "0.0.0.0",
+        hosts: Sequence[str] = (),
         port: int = 53,
         log: logging.Logger | None = None,
         forwarders: list[str] | None = None,
@@ -190,7 +195,8 @@ class DnsServer:
         is the limiter's clock.
         """
         self.zone = zone
-        self.host = host
+        self.hosts = tuple(hosts) or (host,)
+        self.host = self.hosts[0]
         self.port = port
         self.log = log or log_default
         self.forwarders = [_parse_forwarder(f) for f in forwarders or []]
@@ -202,7 +208,7 @@ class DnsServer:
         self.limiter = SourceRateLimiter(rate_limit)
         self.monotonic = monotonic
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self._udp: socket.socket | None = None
+        self._udp: list[socket.socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._limited_since_report = 0
         self._report_at = float("-inf")
@@ -217,27 +223,28 @@ class DnsServer:
         return self.host, self.port
 
     async def start(self) -> None:
-        """Bind UDP, then TCP on the same port, then the forwarders' socket (if any)."""
+        """Bind UDP on every host, then TCP on the same port, then the forwarders' socket (if any)."""
         loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            # A burst of queries (or of junk) must queue rather than be dropped by a default-sized buffer.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
-            sock.bind((self.host, self.port))
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
-        # A plain reader rather than a DatagramProtocol: the transport reads one datagram per loop
-        # iteration; this drains rate-limited junk in batches and bounds the answering work per iteration.
-        self._udp = sock
         self._loop = loop
-        loop.add_reader(sock.fileno(), self._udp_readable)
         try:
+            for host in self.hosts:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    # A burst of queries (or of junk) must queue rather than be dropped by a default-sized buffer.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+                    sock.bind((host, self.port))
+                    sock.setblocking(False)
+                except BaseException:
+                    sock.close()
+                    raise
+                self.port = sock.getsockname()[1]  # port 0: the other hosts share the one picked here
+                # A plain reader rather than a DatagramProtocol: the transport reads one datagram per loop
+                # iteration; this drains rate-limited junk in batches and bounds the answering work.
+                self._udp.append(sock)
+                loop.add_reader(sock.fileno(), self._udp_readable, sock)
             self._tcp = await asyncio.start_server(
-                self._serve_tcp, self.host, self.port, reuse_address=True, backlog=self.max_tcp
+                self._serve_tcp, list(self.hosts), self.port, reuse_address=True, backlog=self.max_tcp
             )
             if self.forwarders:
                 fwd, _ = await loop.create_datagram_endpoint(lambda: _ForwardProtocol(self), local_addr=("0.0.0.0", 0))
@@ -246,9 +253,9 @@ class DnsServer:
             await self.close()
             raise
         self.log.info(
-            "dns serving %s on %s:%d udp+tcp%s, %s",
+            "dns serving %s on %s port %d udp+tcp%s, %s",
             self.zone.origin,
-            self.host,
+            ", ".join(self.hosts),
             self.port,
             f", forwarding to {', '.join(f'{h}:{p}' for h, p in self.forwarders)}" if self.forwarders else "",
             f"rate limit {self.limiter.rate:g} q/s per source" if self.limiter.rate > 0 else "no rate limit",
@@ -256,11 +263,11 @@ class DnsServer:
 
     async def close(self) -> None:
         """Stop listening, drop pending forwards and close every TCP connection; idempotent."""
-        if self._udp is not None:
+        for sock in self._udp:
             if self._loop is not None:
-                self._loop.remove_reader(self._udp.fileno())
-            self._udp.close()
-            self._udp = None
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._udp.clear()
         if self._fwd is not None:
             self._fwd.close()
             self._fwd = None
@@ -279,9 +286,8 @@ class DnsServer:
 
     # -- queries ----------------------------------------------------------------------------------------
 
-    def _udp_readable(self) -> None:
-        sock = self._udp
-        if sock is None:
+    def _udp_readable(self, sock: socket.socket) -> None:
+        if sock.fileno() < 0:
             return
         handled = 0
         for _ in range(_UDP_READS):
@@ -294,16 +300,16 @@ class DnsServer:
                 self.log.debug("dns udp error: %s", exc)
                 return
             if self._admit(peer[0]):
-                self._handle(data, peer, functools.partial(self._udp_send, peer), tcp=False)
+                self._handle(data, peer, functools.partial(self._udp_send, sock, peer), tcp=False)
                 handled += 1
                 if handled >= _UDP_ANSWERS:
                     return
 
-    def _udp_send(self, peer: tuple[str, int], reply: bytes) -> None:
-        if self._udp is None:
+    def _udp_send(self, sock: socket.socket, peer: tuple[str, int], reply: bytes) -> None:
+        if sock.fileno() < 0:
             return
         try:
-            self._udp.sendto(reply, peer)
+            sock.sendto(reply, peer)
         except OSError as exc:
             # A full send buffer loses this answer, as the network may; the client retries.
             self.log.debug("dns send to %s:%d failed: %s", peer[0], peer[1], exc)

@@ -1,14 +1,17 @@
 """Read-only TFTP server: the asyncio shell around `ReadSession` (RFC 1350 §4 TIDs, RFC 2347-2349, 7440).
 
-One listening socket receives requests with ``IP_PKTINFO`` so each transfer can reply from the address
-the client talked to. Every transfer gets its own ephemeral UDP socket (a new TID, RFC 1350 §4), bound to
+One listening socket per configured address (``hosts``; the provisioning network's addresses, never the
+wildcard unless asked for) receives requests with ``IP_PKTINFO`` so each transfer can reply from the
+address the client talked to. Every transfer gets its own ephemeral UDP socket (a new TID, RFC 1350 §4), bound to
 that address and connected to the client's TID, read with ``add_reader`` and sent on directly; there is no
 thread per session and a single lazily re-armed timer per session, so thousands of concurrent transfers
 cost one epoll set.
 
 Malformed datagrams to the listener are counted, logged at debug level and dropped without a reply: an
 ERROR would make the server a reflector for spoofed garbage, and a real client never sends one. WRQ is
-answered with ERROR 2 "read-only server"; requests beyond ``max_sessions`` with ERROR 0 "server busy".
+answered with ERROR 2 "read-only server"; requests beyond ``max_sessions`` in total or
+``max_sessions_per_peer`` from one address with ERROR 0 "server busy" (counted as ``busy``, logged at
+most once per ``_BUSY_REPORT_SECONDS`` so a flood cannot flood the log).
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ import signal
 import socket
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from ztp.net.sockets import IN_PKTINFO, IP_PKTINFO, parse_pktinfo, pktinfo_cmsg
-from ztp.tftp.content import ContentProvider, StaticRoot, TftpRefusal
+from ztp.tftp.admission import DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, SessionQuota
+from ztp.tftp.content import ContentProvider, StaticRoot, TftpRefusal, close_content
 from ztp.tftp.packet import (
     ERR_ACCESS,
     ERR_UNDEFINED,
@@ -39,13 +43,14 @@ from ztp.tftp.packet import (
     error_datagram,
     parse,
 )
-from ztp.tftp.session import MAX_BLKSIZE, ReadSession
+from ztp.tftp.session import MAX_BLKSIZE, MAX_TIMEOUT, STALL_LIMIT, ReadSession
 
 IPV6_PKTINFO = 50  # Linux <linux/in6.h>
 _IN6_PKTINFO = struct.Struct("=16sI")  # ipi6_addr, ipi6_ifindex
 _LISTEN_RCVBUF = 4 * 1024 * 1024
 _DRAIN_LIMIT = 256  # datagrams read per readiness event, so one busy socket cannot starve the loop
 _SESSION_RECV = 2048  # ACK and ERROR are small; anything longer is truncated garbage anyway
+_BUSY_REPORT_SECONDS = 10.0  # at most one "server busy" log line per interval
 
 log_default = logging.getLogger("ztp.tftp")
 
@@ -188,6 +193,7 @@ class _Transfer:
             if self._writer:
                 loop.remove_writer(fd)
         self.sock.close()
+        self.session.close()
 
 
 class TftpServer:
@@ -200,63 +206,93 @@ class TftpServer:
         content: ContentProvider,
         *,
         host: str = "0.0.0.0",
+        hosts: Sequence[str] = (),
         port: int = 69,
         log: logging.Logger | None = None,
         describe_peer: Callable[[str], str] | None = None,
-        max_sessions: int = 10000,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        max_sessions_per_peer: int = DEFAULT_MAX_SESSIONS_PER_PEER,
         max_blksize: int = MAX_BLKSIZE,
         max_window: int = 64,
         timeout: float = 1.0,
         retries: int = 5,
+        max_timeout: float = MAX_TIMEOUT,
+        stall_limit: float = STALL_LIMIT,
     ) -> None:
+        """`hosts` (one listener each, all on `port`) replaces `host` when given."""
         self.content = content
-        self.host = host
+        self.hosts = tuple(hosts) or (host,)
+        self.host = self.hosts[0]
         self.port = port
         self.log = log or log_default
         self.describe_peer = describe_peer
-        self.max_sessions = max_sessions
+        self.quota = SessionQuota(max_sessions, max_sessions_per_peer)
         self.max_blksize = max_blksize
         self.max_window = max_window
         self.timeout = timeout
         self.retries = retries
+        self.max_timeout = max_timeout
+        self.stall_limit = stall_limit
         self.on_complete: Callable[[str, str, int], None] | None = None
         self.counters: dict[str, int] = dict.fromkeys(
             ("rrq", "wrq_refused", "completed", "failed", "malformed", "refused", "active", "busy",
              "internal_error", "duplicate_rrq", "stray", "bytes_sent", "retransmits"), 0)
-        self._sock: socket.socket | None = None
-        self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._wildcard = host in ("", "0.0.0.0", "::")
+        self._listeners: list[tuple[socket.socket, str]] = []  # (socket, the address it is bound to)
         self._transfers: dict[tuple[str, int], _Transfer] = {}
+        self._busy_since_report = 0
+        self._busy_report_at = float("-inf")
+
+    @property
+    def max_sessions(self) -> int:
+        """The cap on transfers running at once, from every peer together."""
+        return self.quota.total
 
     @property
     def address(self) -> tuple[str, int]:
-        """The bound (host, port); useful with port=0."""
-        if self._sock is None:
+        """The first listener's bound (host, port); useful with port=0."""
+        return self.addresses[0]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every listener's bound (host, port)."""
+        if not self._listeners:
             raise RuntimeError("server not started")
-        name = self._sock.getsockname()
-        return name[0], name[1]
+        return [(name[0], name[1]) for name in (sock.getsockname() for sock, _ in self._listeners)]
 
     async def start(self) -> None:
-        """Bind the listener (SO_REUSEADDR, large SO_RCVBUF, packet info) and start serving."""
+        """Bind one listener per address (SO_REUSEADDR, large SO_RCVBUF, packet info) and start serving."""
         self._loop = asyncio.get_running_loop()
         self._raise_fd_limit()
-        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        try:
+            for host in self.hosts:
+                sock = self._listen(host)
+                self._listeners.append((sock, host))
+                self._loop.add_reader(sock.fileno(), self._on_request, sock, host)
+        except BaseException:
+            await self.close()
+            raise
+        for address in self.addresses:
+            self.log.info("tftp listening on %s:%d (read-only)", *address)
+
+    def _listen(self, host: str) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _LISTEN_RCVBUF)
-            if self._family == socket.AF_INET6:
+            if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
             else:
                 sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
             sock.setblocking(False)
-            sock.bind((self.host, self.port))
+            sock.bind((host, self.port))
         except BaseException:
             sock.close()
             raise
-        self._sock = sock
-        self._loop.add_reader(sock.fileno(), self._on_request)
-        self.log.info("tftp listening on %s:%d (read-only)", *self.address)
+        if self.port == 0:  # the remaining listeners share the port the kernel picked for the first
+            self.port = sock.getsockname()[1]
+        return sock
 
     def _raise_fd_limit(self) -> None:
         """Every session holds a socket: lift the soft RLIMIT_NOFILE (often 1024) towards max_sessions."""
@@ -269,23 +305,21 @@ class TftpServer:
                 self.log.debug("tftp: raised the open-file limit from %d to %d", soft, new)
 
     async def close(self) -> None:
-        """Stop the listener and abandon every transfer in progress."""
-        if self._sock is not None:
-            self._loop.remove_reader(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
+        """Stop the listeners and abandon every transfer in progress."""
+        for sock, _ in self._listeners:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._listeners.clear()
         for transfer in list(self._transfers.values()):
-            transfer.close()
-        self._transfers.clear()
+            self._drop(transfer)
         self.counters["active"] = 0
 
     # -- listener -----------------------------------------------------------------------------------------
 
-    def _on_request(self) -> None:
-        sock = self._sock
-        if sock is None:
+    def _on_request(self, sock: socket.socket, host: str) -> None:
+        if sock.fileno() < 0:
             return
-        info = _IN6_PKTINFO if self._family == socket.AF_INET6 else IN_PKTINFO
+        info = _IN6_PKTINFO if sock.family == socket.AF_INET6 else IN_PKTINFO
         cmsg_size = socket.CMSG_SPACE(info.size)
         for _ in range(_DRAIN_LIMIT):
             try:
@@ -296,14 +330,14 @@ class TftpServer:
                 self.log.debug("tftp listener recv: %s", exc)
                 continue
             peer = (addr[0], addr[1])
-            local, ifindex = self._local_address(ancdata)
+            local, ifindex = self._local_address(ancdata, host)
             try:
-                self._on_datagram(data, peer, local, ifindex)
+                self._on_datagram(data, peer, local, ifindex, sock)
             except Exception:  # one request must never take the listener down
                 self.counters["internal_error"] += 1
                 self.log.exception("tftp: unexpected error handling a request from %s:%d", *peer)
 
-    def _local_address(self, ancdata: list[tuple[int, int, bytes]]) -> tuple[str, int]:
+    def _local_address(self, ancdata: list[tuple[int, int, bytes]], host: str) -> tuple[str, int]:
         for level, kind, raw in ancdata:
             if level == socket.IPPROTO_IP and kind == IP_PKTINFO and (info := parse_pktinfo([(level, kind, raw)])):
                 ifindex, spec_dst, _dst = info
@@ -313,7 +347,7 @@ class TftpServer:
             if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(raw) >= _IN6_PKTINFO.size:
                 dst, ifindex = _IN6_PKTINFO.unpack_from(raw)
                 return socket.inet_ntop(socket.AF_INET6, dst), ifindex
-        return self.host, 0
+        return host, 0
 
     def _prefix(self, peer: tuple[str, int]) -> str:
         if self.describe_peer is not None:
@@ -323,7 +357,8 @@ class TftpServer:
                 self.log.exception("tftp: describe_peer(%r) failed", peer[0])
         return f"{peer[0]}:{peer[1]} "
 
-    def _on_datagram(self, data: bytes, peer: tuple[str, int], local: str, ifindex: int) -> None:
+    def _on_datagram(self, data: bytes, peer: tuple[str, int], local: str, ifindex: int,
+                     sock: socket.socket) -> None:
         try:
             pkt = parse(data)
         except TftpMalformed as exc:
@@ -334,7 +369,7 @@ class TftpServer:
             self.counters["wrq_refused"] += 1
             self.log.info("%stftp WRQ %s -> refused (read-only server)", self._prefix(peer),
                           _printable(pkt.filename))
-            self._reply(error_datagram(ERR_ACCESS, "read-only server"), peer, local, ifindex)
+            self._reply(error_datagram(ERR_ACCESS, "read-only server"), peer, local, ifindex, sock)
             return
         if not isinstance(pkt, ReadRequest):
             self.counters["stray"] += 1  # DATA/ACK/ERROR/OACK belong on a session port
@@ -346,56 +381,90 @@ class TftpServer:
             # The client retransmitted its RRQ before our first reply reached it; that session answers.
             self.counters["duplicate_rrq"] += 1
             return
-        self._start_transfer(pkt, peer, local, ifindex)
+        self._start_transfer(pkt, peer, local, ifindex, sock)
 
-    def _start_transfer(self, req: ReadRequest, peer: tuple[str, int], local: str, ifindex: int) -> None:
+    def _start_transfer(self, req: ReadRequest, peer: tuple[str, int], local: str, ifindex: int,
+                        listener: socket.socket) -> None:
+        old = self._transfers.get(peer)
+        if old is not None:  # same client port asking for another file: the old transfer is abandoned
+            self._drop(old)
+        busy = self.quota.admit(peer[0])
+        if busy is not None:
+            self._busy(peer, req.filename, busy)
+            self._reply(error_datagram(ERR_UNDEFINED, "server busy"), peer, local, ifindex, listener)
+            return
+        transfer = None
+        try:
+            transfer = self._open_transfer(req, peer, local, ifindex, listener)
+        finally:
+            if transfer is None:  # refused or failed before it started: give the slot back
+                self.quota.release(peer[0])
+        if transfer is not None:
+            transfer.start()  # from here the slot is given back when the transfer ends (_finish, _drop)
+
+    def _open_transfer(self, req: ReadRequest, peer: tuple[str, int], local: str, ifindex: int,
+                       listener: socket.socket) -> _Transfer | None:
+        """Content, session and socket for an admitted RRQ, registered but not started; None if refused."""
         prefix = self._prefix(peer)
         name = _printable(req.filename)
-        if len(self._transfers) >= self.max_sessions:
-            self.counters["busy"] += 1
-            self.log.warning("%stftp RRQ %s -> refused: %d sessions active", prefix, name,
-                             len(self._transfers))
-            self._reply(error_datagram(ERR_UNDEFINED, "server busy"), peer, local, ifindex)
-            return
         try:
             content = self.content.get(req.filename, peer)
         except TftpRefusal as refusal:
             self.counters["refused"] += 1
             self.log.info("%stftp RRQ %s -> refused: %s (error %d)", prefix, name, refusal.message,
                           refusal.code)
-            self._reply(error_datagram(refusal.code, refusal.message), peer, local, ifindex)
-            return
+            self._reply(error_datagram(refusal.code, refusal.message), peer, local, ifindex, listener)
+            return None
         except Exception:
             self.counters["internal_error"] += 1
             self.log.exception("%stftp RRQ %s -> internal error in content provider", prefix, name)
-            self._reply(error_datagram(ERR_UNDEFINED, "internal error"), peer, local, ifindex)
-            return
+            self._reply(error_datagram(ERR_UNDEFINED, "internal error"), peer, local, ifindex, listener)
+            return None
         try:
             sock = self._session_socket(local, ifindex, peer)
         except OSError as exc:
+            close_content(content)
             self.counters["busy"] += 1
             self.log.warning("%stftp RRQ %s -> cannot open a session socket: %s", prefix, name, exc)
-            self._reply(error_datagram(ERR_UNDEFINED, "server busy"), peer, local, ifindex)
-            return
+            self._reply(error_datagram(ERR_UNDEFINED, "server busy"), peer, local, ifindex, listener)
+            return None
         session = ReadSession(content, req, self._loop.time(), max_blksize=self.max_blksize,
-                              default_timeout=self.timeout, retries=self.retries, max_window=self.max_window)
+                              default_timeout=self.timeout, retries=self.retries, max_window=self.max_window,
+                              max_timeout=self.max_timeout, stall_limit=self.stall_limit)
         self._tune_sndbuf(sock, session)
         transfer = _Transfer(self, sock, session, peer, req.filename, prefix)
-        old = self._transfers.pop(peer, None)
-        if old is not None:  # same client port asking for another file: the old transfer is abandoned
-            old.close()
-        self._transfers[peer] = transfer
-        self.counters["active"] = len(self._transfers)
         opts = " ".join(f"{k}={v}" for k, v in req.options.items())
         self.log.info("%stftp RRQ %s %s%s", prefix, name, req.mode, f" {opts}" if opts else "")
-        transfer.start()
+        self._transfers[peer] = transfer
+        self.counters["active"] = len(self._transfers)
+        return transfer
+
+    def _busy(self, peer: tuple[str, int], filename: str, why: str) -> None:
+        """Count a request refused for lack of capacity; log it, at most once per interval."""
+        self.counters["busy"] += 1
+        self._busy_since_report += 1
+        now = self._loop.time()
+        if now >= self._busy_report_at:
+            self.log.warning("%stftp RRQ %s -> server busy: %s (%d refused as busy since the last report)",
+                             self._prefix(peer), _printable(filename), why, self._busy_since_report)
+            self._busy_since_report = 0
+            self._busy_report_at = now + _BUSY_REPORT_SECONDS
+
+    def _drop(self, transfer: _Transfer) -> None:
+        """Abandon a transfer that has not ended: forget it, give its slot back, close it."""
+        if self._transfers.get(transfer.peer) is transfer:
+            del self._transfers[transfer.peer]
+            self.quota.release(transfer.peer[0])
+        transfer.close()
+        self.counters["active"] = len(self._transfers)
 
     def _session_socket(self, local: str, ifindex: int, peer: tuple[str, int]) -> socket.socket:
         """A new TID (RFC 1350 §4): an ephemeral port on the address the client talked to, connected to it."""
-        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        family = socket.AF_INET6 if ":" in local else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            if self._family == socket.AF_INET6:
+            if family == socket.AF_INET6:
                 scope = ifindex if ipaddress.IPv6Address(local).is_link_local else 0
                 sock.bind((local, 0, 0, scope))
                 peer_scope = ifindex if ipaddress.IPv6Address(peer[0]).is_link_local else 0
@@ -419,15 +488,18 @@ class TftpServer:
             except OSError:
                 pass
 
-    def _reply(self, datagram: bytes, peer: tuple[str, int], local: str, ifindex: int) -> None:
+    def _reply(self, datagram: bytes, peer: tuple[str, int], local: str, ifindex: int,
+               sock: socket.socket) -> None:
         """Send a one-off ERROR from the listener, sourced from the address the client talked to."""
-        sock = self._sock
-        if sock is None:
+        if sock.fileno() < 0:
             return
+        host = sock.getsockname()[0]
+        # A listener bound to one address sends from it anyway; only a wildcard one needs telling.
+        wildcard = host in ("", "0.0.0.0", "::")
         ancillary: list[tuple[int, int, bytes]] = []
-        if self._wildcard and self._family == socket.AF_INET and local != self.host:
+        if wildcard and sock.family == socket.AF_INET and local != host:
             ancillary += pktinfo_cmsg(0, IPv4Address(local))
-        elif self._wildcard and self._family == socket.AF_INET6 and local != self.host:
+        elif wildcard and sock.family == socket.AF_INET6 and local != host:
             spec = socket.inet_pton(socket.AF_INET6, local)
             ancillary.append((socket.IPPROTO_IPV6, IPV6_PKTINFO, _IN6_PKTINFO.pack(spec, ifindex)))
         try:
@@ -439,6 +511,7 @@ class TftpServer:
     def _finish(self, transfer: _Transfer) -> None:
         if self._transfers.get(transfer.peer) is transfer:
             del self._transfers[transfer.peer]
+            self.quota.release(transfer.peer[0])
         transfer.close()
         self.counters["active"] = len(self._transfers)
         session = transfer.session
@@ -469,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=69)
     parser.add_argument("--max-blksize", type=int, default=MAX_BLKSIZE)
-    parser.add_argument("--max-sessions", type=int, default=10000)
+    parser.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS)
+    parser.add_argument("--max-sessions-per-peer", type=int, default=DEFAULT_MAX_SESSIONS_PER_PEER)
     parser.add_argument("--timeout", type=float, default=1.0, help="default retransmit timeout (s)")
     parser.add_argument("--retries", type=int, default=5)
     parser.add_argument("-v", "--verbose", action="count", default=0)
@@ -480,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     async def serve() -> None:
         server = TftpServer(StaticRoot(args.root), host=args.host, port=args.port,
                             max_blksize=args.max_blksize, max_sessions=args.max_sessions,
+                            max_sessions_per_peer=args.max_sessions_per_peer,
                             timeout=args.timeout, retries=args.retries)
         await server.start()
         stop = asyncio.Event()

@@ -7,12 +7,19 @@ without bound and put on the wire modulo 65536 (rollover to 0, as tftp-hpa, curl
 Retransmission is driven only by the timer: a duplicate ACK is ignored, so a delayed ACK can never
 double the traffic (the Sorcerer's Apprentice bug, RFC 1123 §4.2.3.1). With a window (RFC 7440 §4) the
 client ACKs the last in-order block it holds, and the server resends the window from the block after it.
+
+Cost is bounded whatever the peer asks: a `timeout` option above `max_timeout` is left out of the OACK
+(RFC 2349 §2 lets the server only echo the value or decline it), each retransmission timeout is capped at
+`max_timeout`, and a session that has not moved for `stall_limit` seconds fails, so a stalled transfer
+ends within about a minute however many retries and whatever backoff are configured.
 """
 
 from __future__ import annotations
 
+from ztp.tftp.content import Content, FileContent
 from ztp.tftp.packet import (
     ERR_ILLEGAL_OP,
+    ERR_UNDEFINED,
     Ack,
     Error,
     OptionAck,
@@ -28,6 +35,8 @@ MIN_BLKSIZE = 8  # RFC 2348 §2
 MAX_BLKSIZE = 65464  # RFC 2348 §2
 DEFAULT_BLKSIZE = 512  # RFC 1350 §2
 MAX_WINDOW = 65535  # RFC 7440 §3
+MAX_TIMEOUT = 10.0  # seconds: the largest `timeout` option granted and the ceiling of every backoff step
+STALL_LIMIT = 60.0  # seconds without progress after which a session is abandoned
 
 
 def _int_option(value: str) -> int | None:
@@ -47,12 +56,14 @@ class ReadSession:
     """One RRQ transfer: option negotiation, windowed DATA, ACK tracking, timer-driven retransmission.
 
     Finishes as `done` when the final (short or empty) block is acknowledged, or `failed` (a reason) after
-    `retries` timeouts in a row or an ERROR from the peer.
+    `retries` timeouts in a row, `stall_limit` seconds without progress, an ERROR from the peer or a read
+    error of a `FileContent`. `data` is the whole content or a `FileContent` read block by block; `close`
+    releases it.
     """
 
     def __init__(
         self,
-        data: bytes,
+        data: Content,
         request: ReadRequest,
         now: float,
         *,
@@ -61,6 +72,8 @@ class ReadSession:
         retries: int = 5,
         max_window: int = 64,
         backoff: float = 1.0,
+        max_timeout: float = MAX_TIMEOUT,
+        stall_limit: float = STALL_LIMIT,
     ) -> None:
         self.request = request
         self._failed: str | None = None
@@ -75,20 +88,34 @@ class ReadSession:
         self._retries = max(0, retries)
         self._backoff = max(1.0, backoff)
         self._tries = 0
+        self._max_timeout = max(1.0, max_timeout)
+        self._stall_limit = max(self._max_timeout, stall_limit)
+        self._progress_at = now  # the last time the peer moved the transfer on
+        self._file: FileContent | None = None
 
-        if request.mode == "netascii":
-            data = netascii(data)
-        elif request.mode != "octet":
-            # RFC 1350 §5 mail mode is obsolete; anything else is not a mode.
-            self._fail(f"unsupported mode {request.mode!r}", ERR_ILLEGAL_OP,
-                       f"mode {request.mode!r} not supported")
-            data = b""
-        self._data = memoryview(data)
-        self.size = len(data)
+        if isinstance(data, FileContent):
+            self._file = data
+            if request.mode != "octet":
+                # netascii changes the size, so tsize and block offsets would need the whole file first;
+                # streamed (large) files are binary images in practice.
+                self._fail(f"mode {request.mode!r} for a streamed file", ERR_ILLEGAL_OP,
+                           f"mode {request.mode!r} not supported for files this large; use octet")
+            self._data = memoryview(b"")
+            self.size = data.size if self._failed is None else 0
+        else:
+            if request.mode == "netascii":
+                data = netascii(data)
+            elif request.mode != "octet":
+                # RFC 1350 §5 mail mode is obsolete; anything else is not a mode.
+                self._fail(f"unsupported mode {request.mode!r}", ERR_ILLEGAL_OP,
+                           f"mode {request.mode!r} not supported")
+                data = b""
+            self._data = memoryview(data)
+            self.size = len(data)
 
         self.blksize = DEFAULT_BLKSIZE
         self.windowsize = 1
-        self.timeout = default_timeout
+        self.timeout = min(default_timeout, self._max_timeout)
         self._negotiate(request.options, max(MIN_BLKSIZE, min(max_blksize, MAX_BLKSIZE)),
                         max(1, min(max_window, MAX_WINDOW)))
 
@@ -113,7 +140,9 @@ class ReadSession:
                 self.accepted["blksize"] = str(self.blksize)
         if "timeout" in options:  # RFC 2349 §2: must be echoed unchanged, or left out
             value = _int_option(options["timeout"])
-            if value is not None and 1 <= value <= 255:
+            # Values the RFC allows (up to 255 s) but that would let one peer pin a session for minutes are
+            # declined by leaving the option out: the client then keeps its own default timeout.
+            if value is not None and 1 <= value <= min(255, self._max_timeout):
                 self.timeout = float(value)
                 self.accepted["timeout"] = str(value)
         if "tsize" in options:  # RFC 2349 §4: a reader sends 0, the server replies with the size
@@ -158,6 +187,7 @@ class ReadSession:
             self._oack_pending = False
             self._tries = 0
             self._rto = self.timeout
+            self._progress_at = now
             self._transmit(now)
             return
         # Map the 16-bit number onto the blocks in flight; the window is far smaller than 65536, so the
@@ -168,6 +198,7 @@ class ReadSession:
             self.ignored += 1  # duplicate or stale: never retransmit on it (Sorcerer's Apprentice)
             return
         self._acked = block
+        self._progress_at = now
         if self._tries:
             self._tries = 0
             self._rto = self.timeout
@@ -189,7 +220,10 @@ class ReadSession:
             bs = self.blksize
             data = self._data
             out = self._out
-            if self.windowsize == 1:  # lock-step, the common case: no range object, no min/max
+            if self._file is not None:
+                if not self._transmit_file(acked, bs, out):
+                    return
+            elif self.windowsize == 1:  # lock-step, the common case: no range object, no min/max
                 off = acked * bs
                 out.append(data_datagram(acked + 1, data[off:off + bs]))
                 if acked >= self._sent:
@@ -201,7 +235,23 @@ class ReadSession:
                     out.append(data_datagram(block, data[off:off + bs]))
                 if last > self._sent:
                     self._sent = last
-        self._deadline = now + self._rto
+        # Never wait past the stall limit: a peer that stopped answering costs at most that long.
+        self._deadline = min(now + self._rto, self._progress_at + self._stall_limit)
+
+    def _transmit_file(self, acked: int, bs: int, out: list[bytes]) -> bool:
+        """Queue the window after `acked` from the file: one read per window; False if the read failed."""
+        assert self._file is not None
+        last = min(acked + self.windowsize, self.total_blocks)
+        try:
+            chunk = self._file.read(acked * bs, (last - acked) * bs)
+        except OSError as exc:
+            self._fail(f"read error: {exc}", ERR_UNDEFINED, "read error")
+            return False
+        for i, block in enumerate(range(acked + 1, last + 1)):
+            out.append(data_datagram(block, chunk[i * bs:(i + 1) * bs]))
+        if last > self._sent:
+            self._sent = last
+        return True
 
     def datagrams_to_send(self) -> list[bytes]:
         """The datagrams queued since the last call, in order; the queue is emptied."""
@@ -216,14 +266,24 @@ class ReadSession:
         """Retransmit if the deadline has passed, or fail after `retries` consecutive timeouts."""
         if self._deadline is None or now < self._deadline or self.done or self.failed is not None:
             return
-        if self._tries >= self._retries:
+        stalled = now - self._progress_at >= self._stall_limit
+        if self._tries >= self._retries or stalled:
             waiting = "ACK of OACK" if self._oack_pending else f"ACK of block {self._acked + 1}"
-            self._fail(f"timeout waiting for {waiting} after {self._tries} retransmission(s)")
+            why = f" ({now - self._progress_at:.0f} s without progress)" if stalled else ""
+            self._fail(f"timeout waiting for {waiting} after {self._tries} retransmission(s){why}")
             return
         self._tries += 1
         self.retransmits += 1
-        self._rto = self.timeout * (self._backoff ** self._tries)
+        self._rto = min(self.timeout * (self._backoff ** self._tries), self._max_timeout)
         self._transmit(now)
+
+    def close(self) -> None:
+        """Release the content (a streamed file's descriptor); the session sends nothing more."""
+        if self._file is not None:
+            self._file.close()
+        if not self._done and self._failed is None:
+            self._failed = "closed"
+        self._deadline = None
 
     def _fail(self, reason: str, code: int | None = None, message: str = "") -> None:
         self._failed = reason
