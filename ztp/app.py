@@ -24,7 +24,8 @@ from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.net.listen import WILDCARD, listen_addresses
 from ztp.net.sockets import interface_ipv4
 from ztp.provision import RenderedConfigs
-from ztp.render import Renderer
+from ztp.render import Renderer, TemplateSet
+from ztp.snapshot import Snapshot
 from ztp.tftp.content import ChainedContent, ContentProvider, StaticRoot
 from ztp.tftp.server import TftpServer
 
@@ -71,14 +72,15 @@ def keep_fixed_settings(old: Config, new: Config) -> tuple[Config, list[str]]:
 class Appliance:
     """DHCP + TFTP (+ DNS) sharing one lease table and one renderer."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, templates: TemplateSet | None = None) -> None:
+        """Build from a validated snapshot: `config` and the `templates` compiled with it (read now if None)."""
         self.config = config
         self.table = LeaseTable(load_leases(database_path(config.state_dir)))
         self.writer = LeaseWriter(database_path(config.state_dir))
         self.ledger = Ledger(self.table, self.writer)
         self.ledger.subscribe(self._lease_event)
         self.chain = Chain(config, self.ledger)
-        self.renderer = Renderer(config)
+        self.renderer = Renderer(config, templates)
         self.dns: DnsServer | None = None
         self.zone: Zone | None = None
         if config.dns is not None:
@@ -182,21 +184,21 @@ class Appliance:
         log.info("reloading %s", path)
         # Validation renders every device: off the event loop, so DHCP and TFTP keep answering meanwhile.
         try:
-            config, problems = await asyncio.to_thread(validate, path)
+            snapshot, problems = await asyncio.to_thread(validate, path)
         except Exception as exc:  # noqa: BLE001 - a reload must never take the running appliance down
-            config, problems = None, [Problem(path, 0, f"{type(exc).__name__}: {exc}")]
-        if config is None or problems:
+            snapshot, problems = None, [Problem(path, 0, f"{type(exc).__name__}: {exc}")]
+        if snapshot is None or problems:
             for problem in problems:
                 log.error("%s", problem)
             log.error("reload failed: %d problem(s); still serving the previous configuration", len(problems))
             return False
-        return self.apply(config)
+        return self.apply(snapshot)
 
-    def apply(self, config: Config) -> bool:
-        """Swap in a validated `config` at once (on the event loop, between two datagrams). Settings that need
-        new sockets or another lease database keep their old values, with a warning; False when the new
-        DNS zone cannot be built (the old configuration is kept)."""
-        config, kept = keep_fixed_settings(self.config, config)
+    def apply(self, snapshot: Snapshot) -> bool:
+        """Swap in a validated snapshot (config, inventory, compiled templates) whole, at once (on the event loop,
+        between two datagrams). Settings that need new sockets or another lease database keep their old values,
+        with a warning; False when the new DNS zone cannot be built (the old snapshot is kept)."""
+        config, kept = keep_fixed_settings(self.config, snapshot.config)
         if kept:
             log.warning("reload: %s changed; the old value is kept until ztp serve is restarted", ", ".join(kept))
         zone = None
@@ -210,7 +212,7 @@ class Appliance:
         self.config = config
         self.chain = Chain(config, self.ledger)  # the handlers' caches belong to the old configuration
         self.dhcp.chain = self.chain
-        self.renderer = Renderer(config)
+        self.renderer = Renderer(config, snapshot.templates)  # never re-read from disk until the next reload
         if config.tftp_root != (self.static_root.root if self.static_root is not None else None):
             self.static_root = StaticRoot(config.tftp_root) if config.tftp_root is not None else None
         self.tftp.content = self._content()

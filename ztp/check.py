@@ -9,21 +9,38 @@ from ztp.config import Config, Problem, check_config
 from ztp.leases.store import database_path, load_leases
 from ztp.leases.table import LeaseTable
 from ztp.provision import device_view
-from ztp.render import Renderer, RenderError
+from ztp.render import Renderer, RenderError, TemplateSet
+from ztp.snapshot import Snapshot
 
 
-def validate(path: Path) -> tuple[Config | None, list[Problem]]:
-    """Config, inventory, and every device's render: all problems at once, each `file:line: message`."""
+def validate(path: Path) -> tuple[Snapshot | None, list[Problem]]:
+    """Load a snapshot (config, inventory, every template) and list all its problems, each `file:line: message`.
+
+    The one validation: `ztp check` prints its problems, `ztp serve` refuses to start on any, and a SIGHUP
+    reload swaps the snapshot in only when there are none. Config and inventory, templates that do not read
+    or compile, then every device's render. The snapshot is None only when ztp.yaml itself is unusable.
+    """
     config, problems = check_config(path)
-    if config is not None and config.templates.is_dir():
-        problems += render_problems(config)
-    return config, problems
+    if config is None:
+        return None, problems
+    if config.templates.is_dir():  # else check_config said so
+        templates = TemplateSet.load(config.templates)
+    else:
+        templates = TemplateSet(config.templates, {})
+    problems += templates.problems
+    if config.templates.is_dir():
+        problems += render_problems(config, templates)
+    return Snapshot(config, templates), problems
 
 
-def render_problems(config: Config) -> list[Problem]:
-    """Render every inventory device (and the default template) and report what fails, file:line."""
+def render_problems(config: Config, templates: TemplateSet | None = None) -> list[Problem]:
+    """Render every inventory device (and the default template) and report what fails, file:line.
+
+    A template that does not compile is reported once by its TemplateSet, not again for each device using it.
+    """
     table = LeaseTable(load_leases(database_path(config.state_dir)))
-    renderer = Renderer(config)
+    renderer = Renderer(config, templates)
+    reported = {(str(p.path), p.line, p.message) for p in renderer.templates.problems}
     problems: list[Problem] = []
     sample = next((s.pool_start for s in config.subnets if s.pool_start is not None), None)
     views = [device_view(config, table, device=d, mac=None) for d in config.inventory.devices]
@@ -36,7 +53,10 @@ def render_problems(config: Config) -> list[Problem]:
         try:
             renderer.render(view)
         except RenderError as exc:
+            if (exc.file, exc.line, exc.message) in reported:
+                continue
             path = Path(exc.file) if exc.line else config.inventory.path
             line = exc.line or (view.device.line if view.device else 0)
             problems.append(Problem(path, line, f"{view.hostname}: {exc.message}"))
     return problems
+

@@ -14,7 +14,7 @@ from typing import Any
 
 from ztp import __version__
 from ztp.agent import cli as agent_cli
-from ztp.check import render_problems, validate
+from ztp.check import validate
 from ztp.config import Config, ConfigError, load_config, normalize_mac
 from ztp.leases.store import database_path, load_leases
 from ztp.leases.table import LeaseTable
@@ -40,12 +40,13 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config, problems = validate(Path(args.config))
+    snapshot, problems = validate(Path(args.config))
     for problem in problems:
         print(problem)
-    if problems or config is None:
+    if problems or snapshot is None:
         print(f"{len(problems)} problem(s)")
         return 1
+    config = snapshot.config
     print(f"ok: {len(config.subnets)} subnets, {len(config.inventory.devices)} devices, every config renders")
     return 0
 
@@ -100,18 +101,19 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    _setup_logging(args.log_level or config.log_level)
-    problems = render_problems(config)  # the config loaded: only templates can still be wrong
-    if problems:
+    # Exactly the validation of `ztp check` (and of a SIGHUP reload); what it loaded is what is served.
+    snapshot, problems = validate(Path(args.config))
+    _setup_logging(args.log_level or (snapshot.config.log_level if snapshot is not None else "info"))
+    if snapshot is None or problems:
         for problem in problems:
             logging.error("%s", problem)
-        logging.error("ztp: %d template problem(s); fix them (see `ztp check`) before serving", len(problems))
+        logging.error("ztp: %d problem(s); fix them (see `ztp check`) before serving; nothing was started",
+                      len(problems))
         return 1
     from ztp.app import Appliance
 
     try:
-        appliance = Appliance(config)
+        appliance = Appliance(snapshot.config, snapshot.templates)
         run_loop(appliance.run())
     except PermissionError as exc:
         logging.error("ztp: %s (binding ports 67/69/53 needs root or CAP_NET_BIND_SERVICE)", exc)

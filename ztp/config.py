@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ztp.dhcp.options import OptionValueError, encode_value
+from ztp.frozen import freeze_mapping
 from ztp.yamlsource import SourceMap, YamlError, line_of, load_yaml
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}$", re.IGNORECASE)
@@ -458,7 +459,8 @@ def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) 
         line = line_of(tree, loc)
         options = _encode_options(path, tree, [*loc, "options"], dm.options, problems)
         device = Device(hostname=dm.hostname, mac=dm.mac, client_id=dm.client_id, circuit_id=dm.circuit_id,
-                        remote_id=dm.remote_id, ip=dm.ip, template=dm.template, vars=dict(dm.vars),
+                        remote_id=dm.remote_id, ip=dm.ip, template=dm.template,
+                        vars=freeze_mapping(dm.vars),
                         options=options, line=line, template_line=line_of(tree, [*loc, "template"]))
         if not (dm.mac or dm.client_id or dm.circuit_id or dm.remote_id):
             problems.append(Problem(path, line, f"device {dm.hostname}: give at least one of mac, client_id, "
@@ -510,6 +512,7 @@ def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) 
                                                      f"{by_ip[dm.ip].hostname} (line {by_ip[dm.ip].line})"))
             by_ip.setdefault(dm.ip, device)
         devices.append(device)
-    return Inventory(path=path, default_template=model.defaults.template, default_vars=dict(model.defaults.vars),
+    return Inventory(path=path, default_template=model.defaults.template,
+                     default_vars=freeze_mapping(model.defaults.vars),
                      default_options=default_options, devices=tuple(devices), by_mac=by_mac,
                      by_client_id=by_client_id, by_hostname=by_hostname)

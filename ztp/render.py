@@ -1,17 +1,29 @@
-"""Per-device configs from Jinja2 templates: sandboxed, StrictUndefined, all-or-nothing."""
+"""Per-device configs from Jinja2 templates: sandboxed, StrictUndefined, all-or-nothing.
+
+Templates are read and compiled once, when a configuration is loaded (:class:`TemplateSet`); a render never
+reads the disk, so what is served is always what was validated, until the next successful reload.
+"""
 
 from __future__ import annotations
 
+import os
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
+from jinja2.loaders import split_template_path
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ztp.config import Config, Device, Subnet
+from ztp.config import Config, Device, Problem, Subnet
+from ztp.frozen import FrozenDict, FrozenList, freeze
+
+MAX_TEMPLATE_BYTES = 4 << 20
+"""Larger files are refused: templates are held in memory, and a boot image belongs in ``tftp.root``."""
 
 
 class RenderError(Exception):
@@ -42,18 +54,120 @@ class DeviceView:
         return "device-" + self.mac.replace(":", "")
 
 
-class Renderer:
-    """Renders device configs; templates are read from disk on each render so edits apply at once."""
+def _skipped(name: str) -> bool:
+    """Editor leftovers (dot files, ``file~`` backups) are not templates."""
+    return name.startswith(".") or name.endswith("~")
 
-    def __init__(self, config: Config) -> None:
-        self._config = config
-        self._env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(config.templates)),
+
+class _SnapshotLoader(jinja2.BaseLoader):
+    """Serves template sources read at load time, under their real file names (for error positions)."""
+
+    def __init__(self, root: Path, sources: Mapping[str, str]) -> None:
+        self._root = root
+        self._sources = sources
+
+    def get_source(self, environment: jinja2.Environment,
+                   template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+        name = "/".join(split_template_path(template))  # refuses '..' as FileSystemLoader does
+        source = self._sources.get(name)
+        if source is None:
+            raise jinja2.TemplateNotFound(template)
+        # Always up to date: a compiled template is never checked against the disk again.
+        return source, str(self._root / name), lambda: True
+
+    def list_templates(self) -> list[str]:
+        return sorted(self._sources)
+
+
+class TemplateSet:
+    """Every template file under one directory, read and compiled once, in an immutable sandbox.
+
+    ``problems`` lists the files that cannot be read or compiled (file, line, what to fix); rendering one of
+    them raises that problem as a RenderError. Nothing here reads the disk after construction.
+    """
+
+    def __init__(self, root: Path, sources: Mapping[str, str], unreadable: Mapping[str, Problem] | None = None
+                 ) -> None:
+        self.root = root
+        self._sources = dict(sources)
+        # ImmutableSandboxedEnvironment: no attribute escapes (SandboxedEnvironment), and no method that
+        # changes a list, dict or set (append, update, pop...): a template cannot alter the inventory or the
+        # variables the next render sees.
+        self.env = ImmutableSandboxedEnvironment(
+            loader=_SnapshotLoader(root, self._sources),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,
-            auto_reload=True,
+            auto_reload=False,
+            cache_size=-1,  # every template stays compiled; none is ever evicted and recompiled
         )
+        self.broken: dict[str, Problem] = dict(unreadable or {})
+        for name in sorted(self._sources):
+            try:
+                self.env.get_template(name)
+            except jinja2.TemplateSyntaxError as exc:
+                self.broken[name] = Problem(Path(exc.filename or root / name), exc.lineno or 0,
+                                            f"syntax error: {exc.message}")
+        self.problems: tuple[Problem, ...] = tuple(self.broken[name] for name in sorted(self.broken))
+
+    @classmethod
+    def load(cls, root: Path) -> TemplateSet:
+        """Read every file under `root` (subdirectories too; dot files and ``~`` backups skipped) and compile it."""
+        sources: dict[str, str] = {}
+        unreadable: dict[str, Problem] = {}
+        seen: set[tuple[int, int]] = set()
+
+        def walk_error(exc: OSError) -> None:
+            where = Path(exc.filename) if exc.filename else root
+            unreadable[where.relative_to(root).as_posix() if where != root else "."] = \
+                Problem(where, 0, f"cannot read the templates directory: {exc.strerror}")
+
+        for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error, followlinks=True):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:  # a symlink loop
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirnames[:] = sorted(d for d in dirnames if not _skipped(d))
+            for filename in sorted(filenames):
+                if _skipped(filename):
+                    continue
+                path = Path(dirpath) / filename
+                name = path.relative_to(root).as_posix()
+                try:
+                    if path.stat().st_size > MAX_TEMPLATE_BYTES:
+                        unreadable[name] = Problem(path, 0, f"larger than {MAX_TEMPLATE_BYTES >> 20} MiB: not a "
+                                                            "template (static files belong in tftp.root)")
+                        continue
+                    data = path.read_bytes()
+                except OSError as exc:
+                    unreadable[name] = Problem(path, 0, f"cannot read the template: {exc.strerror}")
+                    continue
+                try:
+                    sources[name] = data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    line = data[: exc.start].count(b"\n") + 1
+                    unreadable[name] = Problem(path, line, f"not UTF-8 text (byte {exc.start}); save it as UTF-8 "
+                                                           "or move it out of the templates directory")
+        return cls(root, sources, unreadable)
+
+    @property
+    def names(self) -> list[str]:
+        """The templates that compiled, as inventory ``template:`` values name them."""
+        return sorted(set(self._sources) - set(self.broken))
+
+
+class Renderer:
+    """Renders device configs from one snapshot: a config (with its inventory) and the templates of that load.
+
+    Give it the TemplateSet validated with `config`; without one it reads the templates directory now, once.
+    Template edits on disk take effect only through a new Renderer (a new snapshot, e.g. on SIGHUP).
+    """
+
+    def __init__(self, config: Config, templates: TemplateSet | None = None) -> None:
+        self._config = config
+        self.templates = templates if templates is not None else TemplateSet.load(config.templates)
+        self._env = self.templates.env
 
     def template_for(self, view: DeviceView) -> str | None:
         """The template name a device renders with: its own, else the inventory default."""
@@ -73,8 +187,8 @@ class Renderer:
             "netmask": str(subnet.network.netmask) if subnet else None,
             "network": str(subnet.network) if subnet else None,
             "gateway": str(subnet.routers[0]) if subnet and subnet.routers else None,
-            "routers": [str(r) for r in subnet.routers] if subnet else [],
-            "dns_servers": [str(d) for d in subnet.dns_servers] if subnet else [],
+            "routers": FrozenList(str(r) for r in subnet.routers) if subnet else FrozenList(),
+            "dns_servers": FrozenList(str(d) for d in subnet.dns_servers) if subnet else FrozenList(),
             "domain": (subnet.domain if subnet and subnet.domain else
                        (self._config.dns.zone if self._config.dns else None)),
             "client_hostname": view.client_hostname,
@@ -88,9 +202,12 @@ class Renderer:
         merged: dict[str, Any] = dict(inv.default_vars)
         if view.device is not None:
             merged.update(view.device.vars)
-        context = {**fields, **merged}
-        context["device"] = dict(context)
-        context["vars"] = merged
+        # Read-only all the way down (loaded vars are frozen already, so this copies only the top level): a
+        # template must not be able to change what the next device's render sees.
+        frozen_vars: FrozenDict = freeze(merged)
+        context = {**fields, **frozen_vars}
+        context["device"] = FrozenDict(context)
+        context["vars"] = frozen_vars
         return context
 
     def render(self, view: DeviceView) -> bytes:
@@ -99,6 +216,9 @@ class Renderer:
         if name is None:
             raise RenderError(str(self._config.inventory.path), 0,
                               f"no template for {view.hostname} ({view.mac}) and no defaults.template")
+        broken = self.templates.broken.get(name)
+        if broken is not None:
+            raise RenderError(str(broken.path), broken.line, broken.message)
         try:
             template = self._env.get_template(name)
             text = template.render(self.context(view))
@@ -111,13 +231,17 @@ class Renderer:
         except jinja2.UndefinedError as exc:
             file, line = self._template_position(exc, name)
             raise RenderError(file, line, str(exc.message)) from None
+        except SecurityError as exc:
+            file, line = self._template_position(exc, name)
+            raise RenderError(file, line, f"SecurityError: {exc} (templates may read their variables, not change "
+                                          "them or reach Python internals)") from None
         except Exception as exc:  # noqa: BLE001 - any template runtime error must become a clean refusal
             file, line = self._template_position(exc, name)
             raise RenderError(file, line, f"{type(exc).__name__}: {exc}") from None
         return text.encode("utf-8")
 
     def _template_position(self, exc: BaseException, name: str) -> tuple[str, int]:
-        root = str(self._config.templates)
+        root = str(self.templates.root)
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):
             if frame.filename.startswith(root) and frame.lineno is not None:
                 return frame.filename, frame.lineno
