@@ -16,6 +16,7 @@ from ztp.check import validate
 from ztp.config import Config, Problem
 from ztp.dhcp.chain import Chain
 from ztp.dhcp.server import DhcpServer
+from ztp.dns.names import build_zone
 from ztp.dns.server import DnsServer, SourceRateLimiter
 from ztp.dns.zone import Zone
 from ztp.leases.ledger import EventKind, LeaseEvent, Ledger
@@ -137,15 +138,8 @@ class Appliance:
             # Not (yet) on the provisioning network: still answer with what DHCP hands out as option 6.
             server_ips = sorted({str(r) for s in config.subnets for r in s.dns_servers} or
                                 {str(s.routers[0]) for s in config.subnets if s.routers})
-        zone = Zone(dns.zone, server_name=dns.server_name, server_ips=server_ips,
-                    subnets=[str(s.network) for s in config.subnets], ttl=dns.ttl, records=dict(dns.records))
+        zone = build_zone(config, server_ips)  # the same build `ztp check` validated (ztp.dns.names)
         log.info("dns %s is %s", zone.server_fqdn, ", ".join(server_ips) or "(no address)")
-        for device in config.inventory.devices:
-            if device.ip is not None:
-                try:
-                    zone.set_host(device.hostname, str(device.ip))
-                except ValueError as exc:
-                    log.warning("dns: no name for %s: %s", device.hostname, exc)
         return zone
 
     def _install_zone(self, zone: Zone) -> None:

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 from pathlib import Path
 
 from ztp.config import Config, Problem, check_config
+from ztp.dns.names import zone_problems
 from ztp.leases.store import database_path, load_leases
 from ztp.leases.table import LeaseTable
+from ztp.net.sockets import interface_ipv4
 from ztp.provision import device_view
 from ztp.render import Renderer, RenderError, TemplateSet
 from ztp.snapshot import Snapshot
 
 
-def validate(path: Path) -> tuple[Snapshot | None, list[Problem]]:
+def validate(path: Path, *, here: bool = False) -> tuple[Snapshot | None, list[Problem]]:
     """Load a snapshot (config, inventory, every template) and list all its problems, each `file:line: message`.
 
     The one validation: `ztp check` prints its problems, `ztp serve` refuses to start on any, and a SIGHUP
     reload swaps the snapshot in only when there are none. Config and inventory, templates that do not read
-    or compile, then every device's render. The snapshot is None only when ztp.yaml itself is unusable.
+    or compile, the DNS zone, then every device's render. `here`: also the interfaces of `dhcp.interfaces`
+    on this host (:func:`missing_interfaces`). The snapshot is None only when ztp.yaml itself is unusable.
     """
     config, problems = check_config(path)
     if config is None:
@@ -28,8 +32,11 @@ def validate(path: Path) -> tuple[Snapshot | None, list[Problem]]:
     else:
         templates = TemplateSet(config.templates, {})
     problems += templates.problems
+    problems += zone_problems(config)
     if config.templates.is_dir():
         problems += render_problems(config, templates)
+    if here:
+        problems += missing_interfaces(config)
     return Snapshot(config, templates), problems
 
 
@@ -60,3 +67,22 @@ def render_problems(config: Config, templates: TemplateSet | None = None) -> lis
             problems.append(Problem(path, line, f"{view.hostname}: {exc.message}"))
     return problems
 
+
+def missing_interfaces(config: Config) -> list[Problem]:
+    """`dhcp.interfaces` entries that this host does not have, or that have no IPv4 address, at their line.
+
+    Only meaningful on the machine that will run `ztp serve` (`ztp check --here`, and serve's start-up).
+    """
+    problems: list[Problem] = []
+    for i, name in enumerate(config.interfaces):
+        line = config.line("dhcp", "interfaces", i)
+        try:
+            socket.if_nametoindex(name)
+        except (OSError, ValueError):
+            problems.append(Problem(config.path, line, f"dhcp.interfaces: {name!r} does not exist on this host "
+                                                       "(`ip -br link` lists the interfaces)"))
+            continue
+        if interface_ipv4(name) is None:
+            problems.append(Problem(config.path, line, f"dhcp.interfaces: {name} has no IPv4 address; ztp "
+                                                       "answers from it: give it one in a configured subnet"))
+    return problems

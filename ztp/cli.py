@@ -40,14 +40,15 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    snapshot, problems = validate(Path(args.config))
+    snapshot, problems = validate(Path(args.config), here=args.here)
     for problem in problems:
         print(problem)
     if problems or snapshot is None:
         print(f"{len(problems)} problem(s)")
         return 1
     config = snapshot.config
-    print(f"ok: {len(config.subnets)} subnets, {len(config.inventory.devices)} devices, every config renders")
+    where = f", interfaces {', '.join(config.interfaces)} ready here" if args.here and config.interfaces else ""
+    print(f"ok: {len(config.subnets)} subnets, {len(config.inventory.devices)} devices, every config renders{where}")
     return 0
 
 
@@ -144,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate config, inventory and templates")
     check.add_argument("--config", required=True)
+    check.add_argument("--here", action="store_true",
+                       help="also check that every dhcp.interfaces entry exists on this host with an IPv4 address")
     check.set_defaults(func=cmd_check)
 
     leases = sub.add_parser("leases", help="show the lease table")

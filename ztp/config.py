@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ztp.dhcp.options import OptionValueError, encode_value
 from ztp.frozen import freeze_mapping
-from ztp.yamlsource import SourceMap, YamlError, line_of, load_yaml
+from ztp.yamlsource import SourceList, SourceMap, YamlError, line_of, load_yaml
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}$", re.IGNORECASE)
 HOSTNAME_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
@@ -263,6 +263,8 @@ class Config:
     tftp_port: int
     tftp_max_blksize: int
     dns: DnsSettings | None
+    # Where each key of `path` is ({("dhcp", "interfaces", 0): 7, ...}), for problems found after loading.
+    source_lines: dict[tuple[int | str, ...], int] = field(default_factory=dict, compare=False, repr=False)
     # TFTP and DNS listen on the addresses of `interfaces` plus these (relayed subnets): ztp.net.listen.
     listen: tuple[IPv4Address, ...] = ()
     provisioning_access: str = "lease-holder"  # who may fetch a device's config: ztp.access
@@ -273,6 +275,14 @@ class Config:
     decline_hold: int = 600
     bootp: str = "reserved"
     bootp_lease_time: int = 86400
+
+    def line(self, *loc: int | str) -> int:
+        """The line in `path` of the deepest key along `loc` (e.g. `"dns", "zone"`) that the file has."""
+        for end in range(len(loc), 0, -1):
+            line = self.source_lines.get(loc[:end])
+            if line:
+                return line
+        return 1
 
     def subnet_for(self, ip: IPv4Address) -> Subnet | None:
         """The subnet containing `ip` (an interface address or a relay's giaddr)."""
@@ -316,6 +326,22 @@ def _parse_pool(text: str) -> tuple[IPv4Address, IPv4Address]:
     if end < start:
         raise ValueError(f"pool {text!r} ends before it starts")
     return start, end
+
+
+def _source_lines(tree: Any, prefix: tuple[int | str, ...] = ()) -> dict[tuple[int | str, ...], int]:
+    """Every key path of a loaded YAML tree with its line."""
+    lines: dict[tuple[int | str, ...], int] = {}
+    if isinstance(tree, SourceMap):
+        items: list[tuple[int | str, int, Any]] = [(k, tree.key_lines.get(k, 0), v) for k, v in tree.items()
+                                                   if isinstance(k, int | str)]
+    elif isinstance(tree, SourceList):
+        items = [(i, tree.item_lines[i], v) for i, v in enumerate(tree)]
+    else:
+        return lines
+    for key, line, value in items:
+        lines[(*prefix, key)] = line
+        lines.update(_source_lines(value, (*prefix, key)))
+    return lines
 
 
 def _load_tree(path: Path, what: str) -> tuple[Any, list[Problem]]:
@@ -391,7 +417,7 @@ def check_config(path: Path) -> tuple[Config | None, list[Problem]]:
         offer_hold=model.dhcp.offer_hold, authoritative=model.dhcp.authoritative, dhcp_port=model.dhcp.port,
         global_options=global_options,
         subnets=tuple(subnets), tftp_root=tftp_root, tftp_port=model.tftp.port,
-        tftp_max_blksize=model.tftp.max_blksize, dns=dns,
+        tftp_max_blksize=model.tftp.max_blksize, dns=dns, source_lines=_source_lines(tree),
         listen=tuple(model.listen), provisioning_access=model.provisioning.access,
         tftp_private=tuple(model.tftp.private), tftp_max_sessions=model.tftp.max_sessions,
         tftp_max_sessions_per_peer=model.tftp.max_sessions_per_peer,
@@ -436,6 +462,14 @@ def _build_subnets(path: Path, tree: Any, model: ConfigModel, problems: list[Pro
     return subnets
 
 
+def _client_id_key(text: str) -> str:
+    """The spelling of an inventory client-id that requests are matched by: lowercase, hex without colons."""
+    key = text.lower()
+    if re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2})+", key):
+        key = key.replace(":", "")
+    return key
+
+
 def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) -> Inventory:
     empty = Inventory(path=path, default_template=None, default_vars={}, default_options={}, devices=())
     tree, load_problems = _load_tree(path, "inventory")
@@ -451,9 +485,14 @@ def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) 
     devices: list[Device] = []
     by_mac: dict[str, Device] = {}
     by_client_id: dict[str, Device] = {}
+    client_id_spellings: dict[str, Device] = {}
     by_hostname: dict[str, Device] = {}
     by_ip: dict[IPv4Address, Device] = {}
     by_relay: dict[tuple[str | None, str | None], Device] = {}
+    by_circuit: dict[str, Device] = {}  # first device listing each circuit-id / remote-id, whatever the other
+    by_remote: dict[str, Device] = {}
+    circuit_only: Device | None = None  # first device listing a circuit-id and no remote-id, and vice versa
+    remote_only: Device | None = None
     for i, dm in enumerate(model.devices):
         loc: list[int | str] = ["devices", i]
         line = line_of(tree, loc)
@@ -476,19 +515,34 @@ def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) 
                                         f"line {by_mac[dm.mac].line})"))
             by_mac.setdefault(dm.mac, device)
         if dm.client_id:
-            if dm.client_id in by_client_id:
+            # Requests are matched ignoring case and hex colons (ztp.inventory): so are duplicates.
+            spelling = _client_id_key(dm.client_id)
+            twin = client_id_spellings.get(spelling)
+            if twin is not None:
                 problems.append(Problem(path, line_of(tree, [*loc, "client_id"]),
-                                        f"duplicate client_id {dm.client_id!r}"))
+                                        f"duplicate client_id {dm.client_id!r} (also {twin.hostname}, line "
+                                        f"{twin.line}; client-ids are compared ignoring case and ':')"))
+            client_id_spellings.setdefault(spelling, device)
             by_client_id.setdefault(dm.client_id, device)
         if dm.circuit_id or dm.remote_id:
             key = (dm.circuit_id, dm.remote_id)
-            clash = by_relay.get(key)
-            if clash is None:
-                # A device matched by circuit-id alone is ambiguous with one matched by circuit-id+remote-id.
-                for (cid, rid), other in by_relay.items():
-                    if cid == dm.circuit_id and (rid is None or dm.remote_id is None):
-                        clash = other
-                        break
+            # An id a device leaves out matches anything, so two devices are ambiguous when each id either is
+            # the same in both or is left out by one of them: some request would match both.
+            cid, rid = dm.circuit_id, dm.remote_id
+            if cid is not None and rid is not None:
+                clash = by_relay.get(key) or by_relay.get((cid, None)) or by_relay.get((None, rid))
+            elif cid is not None:
+                clash = by_circuit.get(cid) or remote_only
+            else:
+                clash = by_remote.get(rid or "") or circuit_only
+            if cid is not None:
+                by_circuit.setdefault(cid, device)
+                if rid is None:
+                    circuit_only = circuit_only or device
+            if rid is not None:
+                by_remote.setdefault(rid, device)
+                if cid is None:
+                    remote_only = remote_only or device
             if clash is not None:
                 problems.append(Problem(path, line, f"device {dm.hostname}: circuit_id/remote_id match is "
                                                     f"ambiguous with {clash.hostname} (line {clash.line})"))

@@ -99,6 +99,24 @@ def test_a_refused_reload_keeps_serving_the_old_template_text(app: Appliance, tm
     assert served(app) == b"hostname leaf01\nvlans 10,20\n"  # the old text, not the file on disk
 
 
+def test_a_refused_reload_for_a_bad_dns_zone_keeps_the_old_snapshot(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    write_tree(tmp_path)
+    (tmp_path / "ztp.yaml").write_text(ZTP_YAML + "dns:\n  zone: lab.test\n")
+    snapshot, problems = validate(tmp_path / "ztp.yaml")
+    assert snapshot is not None and problems == []
+    app = Appliance(snapshot.config, snapshot.templates)
+    try:
+        old = (app.config, app.renderer, app.zone)
+        (tmp_path / "ztp.yaml").write_text(ZTP_YAML + "dns:\n  zone: bad_zone!.test\n")
+        assert asyncio.run(app.reload()) is False
+        assert (app.config, app.renderer, app.zone) == old
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert errors[0].startswith(f"{tmp_path / 'ztp.yaml'}:10: dns.zone: zone 'bad_zone!.test.': only ASCII"), errors
+    finally:
+        app.writer.close()
+
+
 def test_template_set_reads_every_file_once(tmp_path: Path) -> None:
     write_tree(tmp_path, {"default.j2": "{% include 'parts/ntp.j2' %}", "parts/ntp.j2": "ntp {{ ntp[0] }}\n",
                           "leaf.j2": LEAF, ".leaf.j2.swp": "\x00\xff", "leaf.j2~": "{% if %}"})
