@@ -16,8 +16,8 @@ import pytest
 from ztp.app import Appliance, keep_fixed_settings
 from ztp.config import load_config
 from ztp.dhcp import packet as p
-from ztp.dhcp.packet import DhcpPacket, build, mac_to_chaddr, parse
 from ztp.dhcp.exchange import Ingress
+from ztp.dhcp.packet import DhcpPacket, build, mac_to_chaddr, parse
 from ztp.leases.table import LeaseState
 from ztp.provision import device_view
 from ztp.render import Renderer

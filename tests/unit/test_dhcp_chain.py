@@ -13,11 +13,11 @@ import pytest
 
 from ztp.config import Config, load_config
 from ztp.dhcp import packet as p
+from ztp.dhcp.chain import Chain
+from ztp.dhcp.exchange import Ingress, Proposal, client_key
 from ztp.dhcp.packet import DhcpPacket, MalformedPacket, build, mac_to_chaddr, parse
 from ztp.dhcp.relayinfo import RelayInfo, build_relay_info
 from ztp.dhcp.reply import LIMITED_BROADCAST, destination
-from ztp.dhcp.chain import Chain
-from ztp.dhcp.exchange import Ingress, Proposal, client_key
 from ztp.leases.ledger import ChangeKind, Ledger
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 

@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from test_dhcp_chain import DIRECT, RELAYED, SERVER, T0, UNICAST, make_config, mac, msg
+from test_dhcp_chain import DIRECT, RELAYED, SERVER, T0, UNICAST, mac, make_config, msg
 
 from ztp.config import Config
 from ztp.dhcp import packet as p
@@ -39,7 +39,7 @@ def config(tmp_path: Path) -> Config:
 def request(pkt: DhcpPacket, ingress: Ingress = DIRECT, now: float = T0) -> Request:
     raw82 = pkt.options.get(82)
     return Request(pkt=pkt, ingress=ingress, now=now, mtype=pkt.message_type, client=client_key(pkt),
-                   relay=parse_relay_info(raw82) if raw82 is not None else None)
+                   relay=parse_relay_info(raw82) if raw82 is not None else None, mac=pkt.mac)
 
 
 def reply(config: Config, req: Request, **fields: object) -> Reply:

@@ -10,9 +10,9 @@ import pytest
 
 from ztp.config import Config, load_config
 from ztp.dhcp import packet as p
-from ztp.dhcp.packet import DhcpPacket, build, mac_to_chaddr, parse
 from ztp.dhcp.chain import Chain
 from ztp.dhcp.exchange import Ingress
+from ztp.dhcp.packet import DhcpPacket, build, mac_to_chaddr, parse
 from ztp.leases.ledger import Ledger
 from ztp.leases.table import LeaseTable
 from ztp.provision import RenderedConfigs, device_view

@@ -72,7 +72,8 @@ class Chain:
         raw82 = pkt.options.get(o.RELAY_AGENT_INFO)
         relay = parse_relay_info(raw82) if raw82 is not None else None
         mtype = pkt.message_type
-        req = Request(pkt=pkt, ingress=ingress, now=now, mtype=mtype, client=client_key(pkt), relay=relay)
+        req = Request(pkt=pkt, ingress=ingress, now=now, mtype=mtype, client=client_key(pkt), relay=relay,
+                      mac=pkt.mac)
         reply = Reply(mtype=_REPLY_TYPE.get(mtype) if mtype is not None else None)
         for handler in self.handlers:
             out = handler(req, reply)

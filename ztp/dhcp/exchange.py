@@ -47,6 +47,7 @@ class Request:
     mtype: int | None  # None: BOOTP (RFC 951)
     client: str
     relay: RelayInfo | None
+    mac: str  # chaddr as the device key (computed once: several handlers need it)
 
 
 @dataclass(slots=True)

@@ -13,9 +13,9 @@ from functools import lru_cache
 from ipaddress import IPv4Address
 
 from ztp.dhcp import packet as p
-from ztp.dhcp.packet import DhcpPacket, MalformedPacket
 from ztp.dhcp.chain import Chain
 from ztp.dhcp.exchange import Ingress
+from ztp.dhcp.packet import DhcpPacket, MalformedPacket
 from ztp.dhcp.reply import LIMITED_BROADCAST, Destination, destination
 from ztp.leases.ledger import LeaseChange, Ledger
 from ztp.net.arp import inject_arp

@@ -16,6 +16,7 @@ from ztp.dhcp.exchange import Proposal, Reply, Request
 from ztp.dhcp.packet import DhcpPacket
 
 _FIRST = (o.MESSAGE_TYPE, o.SERVER_ID)
+_MESSAGE_TYPE = {mtype: bytes((mtype,)) for mtype in (p.OFFER, p.ACK, p.NAK)}
 
 
 @lru_cache(maxsize=1024)  # clients send a handful of distinct option 55 lists; bounded against odd ones
@@ -51,14 +52,18 @@ class Assemble:
 
     def __init__(self) -> None:
         self._names: dict[object, bytes] = {}
+        self._packed: dict[object, bytes] = {}  # IPv4Address.packed builds bytes digit by digit: remember ours
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Build the BOOTREPLY."""
         pkt = req.pkt
-        opts = dict(reply.options)
+        opts = reply.options  # this request's own dict: handlers copy cached option sets into it
         if reply.mtype is not None:
-            opts[o.MESSAGE_TYPE] = bytes((reply.mtype,))
-            opts[o.SERVER_ID] = reply.server_id.packed
+            opts[o.MESSAGE_TYPE] = _MESSAGE_TYPE[reply.mtype]
+            packed = self._packed.get(reply.server_id)
+            if packed is None:
+                packed = self._packed[reply.server_id] = reply.server_id.packed
+            opts[o.SERVER_ID] = packed
         boot = reply.boot_file
         server = reply.server_id
         sname = b""

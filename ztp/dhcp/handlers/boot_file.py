@@ -17,7 +17,7 @@ class BootFile:
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Name the boot file for this device."""
-        name = boot_file_name(self.inventory, reply.device, req.pkt.mac)
+        name = boot_file_name(self.inventory, reply.device, req.mac)
         if name is None:
             return reply
         reply.boot_file = name

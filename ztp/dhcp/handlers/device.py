@@ -16,7 +16,10 @@ class IdentifyDevice:
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Match the request against the inventory's indexes."""
-        pkt = req.pkt
-        reply.device = match_device(self.inventory, Identity(mac=pkt.mac, client_id=pkt.options.get(o.CLIENT_ID),
-                                                              relay=req.relay))
+        inventory = self.inventory
+        device = inventory.by_mac.get(req.mac)
+        if device is None and (inventory.client_id_index or inventory.relay_index):
+            device = match_device(inventory, Identity(mac=req.mac, client_id=req.pkt.options.get(o.CLIENT_ID),
+                                                      relay=req.relay))
+        reply.device = device
         return reply

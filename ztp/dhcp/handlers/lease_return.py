@@ -64,7 +64,7 @@ class ReturnLease:
             return silent("DECLINE of %s: not a lease of this client; ignored", ip, level=logging.WARNING,
                           counter="decline_refused")
         hold = self.config.decline_hold
-        declined = Lease(ip=ip, client=req.client, mac=req.pkt.mac, state=LeaseState.DECLINED,
+        declined = Lease(ip=ip, client=req.client, mac=req.mac, state=LeaseState.DECLINED,
                          expires=req.now + hold, updated=req.now)
         return Proposal(change=LeaseChange(ChangeKind.DECLINE, declined),
                         log_format="DECLINE %s: address in use on the network, held out of the pool %ss",

@@ -13,6 +13,7 @@ class LeaseTime:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self._encoded: dict[int, tuple[bytes, bytes, bytes]] = {}  # lease time -> options 51, 58, 59
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """The subnet's lease time; BOOTP bindings get `dhcp.bootp_lease_time` and no lease options."""
@@ -24,8 +25,9 @@ class LeaseTime:
             return reply
         seconds = reply.subnet.lease_time
         reply.lease_time = seconds
+        encoded = self._encoded.get(seconds)
+        if encoded is None:
+            encoded = self._encoded[seconds] = (o.u32(seconds), o.u32(seconds // 2), o.u32(seconds * 7 // 8))
         opts = reply.options
-        opts[o.LEASE_TIME] = o.u32(seconds)
-        opts[o.RENEWAL_TIME] = o.u32(seconds // 2)
-        opts[o.REBINDING_TIME] = o.u32(seconds * 7 // 8)
+        opts[o.LEASE_TIME], opts[o.RENEWAL_TIME], opts[o.REBINDING_TIME] = encoded
         return reply

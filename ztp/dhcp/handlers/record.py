@@ -22,10 +22,10 @@ class RecordLease:
         ip = reply.yiaddr
         if ip == p.ZERO_IP:
             return reply
-        now, pkt = req.now, req.pkt
+        now = req.now
         if reply.binding:
             assert reply.lease_time is not None
-            lease = Lease(ip=ip, client=req.client, mac=pkt.mac, state=LeaseState.BOUND,
+            lease = Lease(ip=ip, client=req.client, mac=req.mac, state=LeaseState.BOUND,
                           expires=now + reply.lease_time, updated=now, hostname=reply.hostname)
             reply.change = LeaseChange(ChangeKind.BIND, lease)
             return reply
@@ -33,7 +33,7 @@ class RecordLease:
         if current is not None and current.client == req.client and current.state == LeaseState.BOUND \
                 and current.active(now):
             return reply  # already bound: an OFFER must not shorten the binding
-        lease = Lease(ip=ip, client=req.client, mac=pkt.mac, state=LeaseState.OFFERED,
+        lease = Lease(ip=ip, client=req.client, mac=req.mac, state=LeaseState.OFFERED,
                       expires=now + self.offer_hold, updated=now, hostname=reply.hostname)
         reply.change = LeaseChange(ChangeKind.OFFER, lease)
         return reply

@@ -4,7 +4,9 @@ overload where `file`/`sname` are free, else the least essential options left ou
 from __future__ import annotations
 
 from ztp.dhcp.exchange import Proposal, Reply, Request
-from ztp.dhcp.fit import fit_reply
+from ztp.dhcp.fit import IP_UDP_OVERHEAD, MIN_DATAGRAM, OPTIONS_START, fit_reply
+
+_SMALLEST_LIMIT = MIN_DATAGRAM - IP_UDP_OVERHEAD  # 548: what every client accepts
 
 
 class SizeFit:
@@ -12,9 +14,15 @@ class SizeFit:
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Fit the assembled packet."""
-        if reply.packet is None:
+        packet = reply.packet
+        if packet is None:
             return reply
-        fitted = fit_reply(reply.packet, req.pkt)
+        opts = packet.options
+        # Most replies are far below any client's limit: an upper bound (no value over 255 bytes, so no
+        # RFC 3396 split) settles them without planning anything.
+        if OPTIONS_START + sum(map(len, opts.values())) + 2 * len(opts) + 1 <= _SMALLEST_LIMIT:
+            return reply
+        fitted = fit_reply(packet, req.pkt)
         reply.packet = fitted.reply
         reply.dropped = fitted.dropped
         return reply

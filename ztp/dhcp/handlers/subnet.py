@@ -40,9 +40,21 @@ class SelectSubnet:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # Broadcasts arrive on a few interfaces: their subnet is looked up once, not per request (membership
+        # tests on IPv4Network cost about a microsecond each).
+        self._by_interface: dict[IPv4Address, Subnet | None] = {}
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Choose the subnet, or drop the request with a warning naming where it came from."""
+        pkt = req.pkt
+        if req.relay is None and pkt.giaddr == p.ZERO_IP and req.ingress.broadcast:
+            server = req.ingress.server_ip
+            if server not in self._by_interface:
+                self._by_interface[server] = self.config.subnet_for(server)
+            subnet = self._by_interface[server]
+            if subnet is not None:
+                reply.subnet = subnet
+                return reply
         subnet, where = select_subnet(self.config, req)
         if subnet is None and req.mtype not in _OWN_SUBNET:
             name = p.MESSAGE_TYPE_NAMES.get(req.mtype, "BOOTREQUEST") if req.mtype is not None else "BOOTREQUEST"
