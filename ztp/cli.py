@@ -16,6 +16,7 @@ from ztp import __version__
 from ztp.agent import cli as agent_cli
 from ztp.check import validate
 from ztp.config import Config, ConfigError, load_config, normalize_mac
+from ztp.devices import boot_target
 from ztp.leases.store import database_path, load_leases
 from ztp.leases.table import LeaseTable
 from ztp.provision import device_view
@@ -56,7 +57,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     config = _load(args.config)
     table = LeaseTable(load_leases(database_path(config.state_dir)))
     inv = config.inventory
-    if args.hostname:
+    if args.file:
+        # The name a device asks TFTP or HTTP for, resolved exactly as the servers resolve it.
+        target = boot_target(inv, args.file.lstrip("/"))
+        if target is None:
+            print(f"ztp: {args.file} is no device's boot file (<hostname>.cfg, or <mac>.cfg with a default "
+                  "template)", file=sys.stderr)
+            return 2
+        view = device_view(config, table, device=target.device, mac=None if target.device else target.mac)
+    elif args.hostname:
         device = inv.by_hostname.get(args.hostname.lower())
         if device is None:
             print(f"ztp: no device named {args.hostname} in {inv.path}", file=sys.stderr)
@@ -141,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     who = render.add_mutually_exclusive_group(required=True)
     who.add_argument("--mac")
     who.add_argument("--hostname")
+    who.add_argument("--file", help="a boot-file name as a device requests it (e.g. leaf01.cfg)")
     render.set_defaults(func=cmd_render)
 
     check = sub.add_parser("check", help="validate config, inventory and templates")

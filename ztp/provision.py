@@ -9,6 +9,7 @@ from ipaddress import IPv4Address
 
 from ztp.access import AccessRule
 from ztp.config import Config, Device
+from ztp.devices import boot_target
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.render import DeviceView, Renderer, RenderError
 from ztp.tftp.content import TftpRefusal, normalise_path
@@ -69,21 +70,14 @@ class RenderedConfigs:
 
     def view_for_path(self, path: str) -> DeviceView | None:
         """The device a boot-file name belongs to, or None."""
-        name = path.lstrip("/")
-        if not name.endswith(".cfg") or "/" in name:
+        target = boot_target(self.config.inventory, path.lstrip("/"))
+        if target is None:
             return None
-        stem = name[:-4].lower()
-        device = self.config.inventory.by_hostname.get(stem)
-        if device is not None:
-            return device_view(self.config, self.table, device=device, mac=None)
-        if len(stem) == 12 and all(c in "0123456789abcdef" for c in stem) and self.config.inventory.default_template:
-            mac = ":".join(stem[i : i + 2] for i in range(0, 12, 2))
-            if mac in self.config.inventory.by_mac:
-                return None  # listed devices are served by hostname only
-            if latest_lease(self.table, mac) is None:
-                return None
-            return device_view(self.config, self.table, device=None, mac=mac)
-        return None
+        if target.device is not None:
+            return device_view(self.config, self.table, device=target.device, mac=None)
+        if target.mac is None or latest_lease(self.table, target.mac) is None:
+            return None  # an unlisted device's config exists only while it holds a lease
+        return device_view(self.config, self.table, device=None, mac=target.mac)
 
     def get(self, path: str, peer: tuple[str, int]) -> bytes:
         """Rendered bytes, or a TftpRefusal; never a partial config, never another device's config."""

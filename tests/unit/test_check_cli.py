@@ -13,6 +13,7 @@ import pytest
 
 from ztp.cli import main
 from ztp.config import load_config
+from ztp.devices import boot_file_name, boot_target
 from ztp.leases.store import LeaseWriter, database_path
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.provision import device_view
@@ -130,9 +131,30 @@ def test_render_by_hostname_and_by_mac_print_the_same_bytes(
     by_name = capsysbinary.readouterr().out
     assert main(["render", "--config", str(REPO / "ztp.yaml"), "--mac", "02-00-00-00-00-01"]) == 0
     by_mac = capsysbinary.readouterr().out
-    assert by_name == by_mac == expected
+    assert main(["render", "--config", str(REPO / "ztp.yaml"), "--file", "LEAF01.cfg"]) == 0
+    by_file = capsysbinary.readouterr().out  # the name a device fetches, resolved as TFTP resolves it
+    assert by_name == by_mac == by_file == expected
     assert b"hostname leaf01\n" in expected and b"ip address 10.60.0.11/24" in expected
     assert expected.endswith(b"end\n")
+
+
+def test_render_file_that_names_no_device(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "--config", str(REPO / "ztp.yaml"), "--file", "nosuch.bin"]) == 2
+    assert "no device's boot file" in capsys.readouterr().err
+
+
+def test_boot_file_names_round_trip_through_the_registry() -> None:
+    config = load_config(REPO / "ztp.yaml")
+    inv = config.inventory
+    for device in inv.devices:
+        name = boot_file_name(inv, device, "02:99:00:00:00:01")
+        assert name is not None
+        target = boot_target(inv, name)
+        assert target is not None and target.device is device
+    unknown = boot_file_name(inv, None, "02:99:00:00:00:01")
+    assert unknown == "029900000001.cfg"
+    target = boot_target(inv, unknown)
+    assert target is not None and target.device is None and target.mac == "02:99:00:00:00:01"
 
 
 def test_render_unknown_hostname(capsys: pytest.CaptureFixture[str]) -> None:
