@@ -103,6 +103,11 @@ dhcp:
       domain: lab.test
 tftp:
   root: {root / 'tftpboot'}
+  # The TFTP burst runs 500 fetches of different switches' configs from one client namespace (one
+  # address): this measures throughput, so that address may hold them all and need not be each switch's.
+  max_sessions_per_peer: 1000
+provisioning:
+  access: open
 """
 
 

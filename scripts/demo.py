@@ -61,14 +61,12 @@ def report(label: str, result: dict[str, Any]) -> int:
     return 0
 
 
-def boot_through_relay(lab: Lab, srv: str, tmp: Path) -> int:
+def boot_through_relay(lab: Lab, srv: str, relay_ns: str, tmp: Path) -> int:
     """A remote site: `ztp relay` between the appliance (10.50.0.0/24) and a switch segment (10.70.0.0/24).
 
     The switch's MAC is not in the inventory: it is recognised by the relay's option-82 circuit-id
     (`r1-port7`, the port it is plugged into) and becomes leaf07.
     """
-    relay_ns = lab.ns("relay")
-    lab.link(srv, "r1", relay_ns, "up0", addr_a="10.50.0.1/24", addr_b="10.50.0.2/24")
     remote = lab.segment("remote")
     lab.attach(remote, relay_ns, "down0", addr="10.70.0.1/24")
     lab.run(srv, ["ip", "route", "add", "10.70.0.0/24", "via", "10.50.0.2"])
@@ -103,6 +101,10 @@ def main() -> int:
         srv = lab.ns("srv")
         seg = lab.segment("seg")
         lab.attach(seg, srv, "s1", addr="10.60.0.1/24")
+        # The link towards the remote site's relay exists before ztp serve starts: TFTP and DNS bind its
+        # address (`listen: [10.50.0.1]` in ztp.yaml), which relayed switches reach through option 150.
+        relay_ns = lab.ns("relay")
+        lab.link(srv, "r1", relay_ns, "up0", addr_a="10.50.0.1/24", addr_b="10.50.0.2/24")
         log = tmp / "serve.log"
         server = lab.spawn(srv, [*ZTP, "serve", "--config", str(config)], log=log,
                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -119,7 +121,7 @@ def main() -> int:
             out.mkdir()
             result = boot_with_agent(lab, ns, mac, out)
             failures += report(f"switch {i} {mac} {name}", result)
-        failures += boot_through_relay(lab, srv, tmp)
+        failures += boot_through_relay(lab, srv, relay_ns, tmp)
         print(f"\n== {len(SWITCHES) + 1 - failures}/{len(SWITCHES) + 1} switches provisioned in "
               f"{time.monotonic() - started:.1f}s; lease table:")
         print(subprocess.run([*ZTP, "leases", "--config", str(config)], capture_output=True, text=True).stdout)

@@ -156,6 +156,11 @@ def test_malformed_packets_do_not_stop_the_server(appliance: ApplianceLab) -> No
 
 def test_interface_not_served_is_ignored(lab: Lab, tmp_path: Path) -> None:
     app = ApplianceLab(lab=lab, tmp=tmp_path, config=write_config(tmp_path, interfaces="[other0]")).build()
+    # other0 must exist (ztp serve refuses a configured interface that does not): a veth beside s1.
+    for argv in (["link", "add", "other0", "type", "veth", "peer", "name", "other1"],
+                 ["addr", "add", "10.99.0.1/24", "dev", "other0"],
+                 ["link", "set", "other0", "up"]):
+        lab.run(app.srv, ["ip", *argv], timeout=10)
     app.start()
     ns = app.client("c7", "02:00:00:00:00:77")
     with pytest.raises(Exception, match="bound"):

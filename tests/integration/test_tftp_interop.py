@@ -58,6 +58,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         argv = [
             "env", f"PYTHONPATH={REPO}", sys.executable, "-m", "ztp.tftp.server",
             "--root", str(root), "--host", "0.0.0.0", "--port", "69", "-vv",
+            # One client namespace runs 300 fetches at once (test_300_concurrent_curl_fetches): this file is
+            # about interoperability and concurrency, not the per-peer cap (see test_tftp_access.py).
+            "--max-sessions-per-peer", "400",
         ]
         lab.spawn(srv, argv, log=log)
         lab.wait_udp_listening(srv, 69, timeout=10)
