@@ -377,9 +377,7 @@ def test_direct_dhclient_renews_at_t1(rlab: RenewalLab) -> None:
     seen = decode(pcap)
     client = recs[0].get("new_ip_address", "") if recs else ""
     assert client and IPv4Address(client) in IPv4Network("10.60.0.0/24"), f"no lease: {recs}\n{story(seen)}"
-    # ack_ciaddr=False: ACKs on the direct segment had no ciaddr before issue 9 either, and this test is
-    # the control that passes on both sides of the fix; the relayed tests check ciaddr.
-    _assert_kept(rlab, recs, seen, renewal_problems(seen, client, DIRECT_SERVER, ack_ciaddr=False))
+    _assert_kept(rlab, recs, seen, renewal_problems(seen, client, DIRECT_SERVER))
 
 
 # -- 4. `ztp agent --stay` behind `ztp relay` -------------------------------------------------------------
