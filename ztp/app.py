@@ -19,6 +19,7 @@ from ztp.dhcp.server import DhcpServer
 from ztp.dns.names import build_zone
 from ztp.dns.server import DnsServer, SourceRateLimiter
 from ztp.dns.zone import Zone
+from ztp.http.server import HttpServer
 from ztp.leases.ledger import EventKind, LeaseEvent, Ledger
 from ztp.leases.store import LeaseWriter, database_path, load_leases
 from ztp.leases.table import Lease, LeaseState, LeaseTable
@@ -67,6 +68,13 @@ def keep_fixed_settings(old: Config, new: Config) -> tuple[Config, list[str]]:
             dns_changes["forwarders"] = old.dns.forwarders
         if dns_changes:
             changes["dns"] = dataclasses.replace(new.dns, **dns_changes)
+    if (old.http is None) != (new.http is None):
+        kept.append("http (enabling or disabling it)")
+        changes["http"] = old.http
+    elif old.http is not None and new.http is not None and \
+            (old.http.port, old.http.listen) != (new.http.port, new.http.listen):
+        kept.append("http.port/http.listen")
+        changes["http"] = dataclasses.replace(new.http, port=old.http.port, listen=old.http.listen)
     return (dataclasses.replace(new, **changes) if changes else new), kept
 
 
@@ -93,6 +101,10 @@ class Appliance:
                                max_blksize=config.tftp_max_blksize, max_sessions=config.tftp_max_sessions,
                                max_sessions_per_peer=config.tftp_max_sessions_per_peer)
         self.tftp.on_complete = self._served
+        # The one HTTP listener; features add their routes here, before run() starts it (ztp.http.server).
+        self.http: HttpServer | None = None
+        if config.http is not None:
+            self.http = HttpServer(port=config.http.port, token=config.http.token, log=logging.getLogger("ztp.http"))
         self._reload_task: asyncio.Task[bool] | None = None
         self._reload_again = False
 
@@ -213,6 +225,8 @@ class Appliance:
         self.tftp.max_blksize = config.tftp_max_blksize
         self.tftp.quota.resize(config.tftp_max_sessions, config.tftp_max_sessions_per_peer)
         self.dhcp.interfaces = frozenset(config.interfaces)
+        if self.http is not None and config.http is not None:
+            self.http.token = config.http.token
         if self.dns is not None and zone is not None and config.dns is not None:
             self._install_zone(zone)
             self.dns.zone = zone
@@ -310,6 +324,9 @@ class Appliance:
         if self.dns is not None:
             self.dns.hosts = tuple(addresses)
             self.dns.host = addresses[0]
+        if self.http is not None and self.config.http is not None:
+            explicit = self.config.http.listen
+            self.http.hosts = tuple(listen_addresses((), explicit) if explicit else addresses)
         for warning in access_warnings(self.config):
             log.warning("%s", warning)
 
@@ -324,7 +341,7 @@ class Appliance:
         self.writer.start(loop)
         started: list[Any] = []
         try:
-            for server, what in ((self.tftp, "tftp"), (self.dns, "dns"), (self.dhcp, "dhcp")):
+            for server, what in ((self.tftp, "tftp"), (self.dns, "dns"), (self.http, "http"), (self.dhcp, "dhcp")):
                 if server is None:
                     continue
                 await server.start()

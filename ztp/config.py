@@ -96,6 +96,12 @@ class DnsModel(_Strict):
     rate_limit: float = Field(default=200.0, ge=0)
 
 
+class HttpModel(_Strict):
+    port: int = Field(default=80, ge=0, le=65535)
+    listen: list[IPv4Address] = Field(default_factory=list)
+    token: str | None = Field(default=None, min_length=16)
+
+
 class ConfigModel(_Strict):
     state_dir: str = "./state"
     templates: str = "./templates"
@@ -106,6 +112,7 @@ class ConfigModel(_Strict):
     dns: DnsModel | None = None
     listen: list[IPv4Address] = Field(default_factory=list)
     provisioning: ProvisioningModel = Field(default_factory=ProvisioningModel)
+    http: HttpModel | None = None
 
 
 class DefaultsModel(_Strict):
@@ -244,6 +251,17 @@ class DnsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The `http:` section: the one HTTP listener (API, dashboard, metrics, HTTP boot)."""
+
+    port: int = 80
+    listen: tuple[IPv4Address, ...] = ()
+    """Addresses to bind instead of those of dhcp.interfaces + listen (ztp.net.listen)."""
+    token: str | None = None
+    """Bearer token for write endpoints (confirm, reload); None refuses every write."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole appliance configuration, paths resolved."""
 
@@ -275,6 +293,7 @@ class Config:
     decline_hold: int = 600
     bootp: str = "reserved"
     bootp_lease_time: int = 86400
+    http: HttpSettings | None = None  # None: no HTTP listener
 
     def line(self, *loc: int | str) -> int:
         """The line in `path` of the deepest key along `loc` (e.g. `"dns", "zone"`) that the file has."""
@@ -422,6 +441,8 @@ def check_config(path: Path) -> tuple[Config | None, list[Problem]]:
         tftp_private=tuple(model.tftp.private), tftp_max_sessions=model.tftp.max_sessions,
         tftp_max_sessions_per_peer=model.tftp.max_sessions_per_peer,
         decline_hold=model.dhcp.decline_hold, bootp=model.dhcp.bootp, bootp_lease_time=model.dhcp.bootp_lease_time,
+        http=None if model.http is None else HttpSettings(port=model.http.port, listen=tuple(model.http.listen),
+                                                          token=model.http.token),
     ), problems
 
 
