@@ -207,6 +207,9 @@ class Appliance:
         config, kept = keep_fixed_settings(self.config, snapshot.config)
         if kept:
             log.warning("reload: %s changed; the old value is kept until ztp serve is restarted", ", ".join(kept))
+        if config.interfaces != self.config.interfaces:
+            log.warning("reload: dhcp.interfaces changed; DHCP follows it now, TFTP and DNS keep listening on %s "
+                        "until ztp serve is restarted", ", ".join(self.tftp.hosts))
         zone = None
         if self.dns is not None:
             try:

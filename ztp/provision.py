@@ -13,6 +13,7 @@ from ztp.devices import boot_target
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.render import DeviceView, Renderer, RenderError
 from ztp.tftp.content import TftpRefusal, normalise_path
+from ztp.tftp.throttle import RepeatGate
 
 log = logging.getLogger("ztp.provision")
 
@@ -67,6 +68,7 @@ class RenderedConfigs:
         self.table = table
         self.on_error = on_error
         self.access = access
+        self._refusals = RepeatGate(time.monotonic)  # one line per peer and file per 10 s, however many asks
 
     def view_for_path(self, path: str) -> DeviceView | None:
         """The device a boot-file name belongs to, or None."""
@@ -87,8 +89,11 @@ class RenderedConfigs:
             raise TftpRefusal(ERR_NOT_FOUND, f"{path}: no such device config")
         if self.access is not None and not self.access.holds(view, peer[0]):
             # Checked before rendering: a stranger's request costs a lookup, not a render.
-            log.warning("%s tftp %s refused to %s: it holds neither a lease nor the reservation of %s",
-                        view.mac, path, peer[0], view.hostname)
+            held = self._refusals.admit((peer[0], path))
+            if held is not None:
+                log.warning("%s tftp %s refused to %s: it holds neither a lease nor the reservation of %s%s",
+                            view.mac, path, peer[0], view.hostname,
+                            f" ({held} more refused since the last report)" if held else "")
             raise TftpRefusal(ERR_ACCESS, f"{path}: only the device holding its address may fetch it")
         start = time.perf_counter()
         try:

@@ -234,3 +234,14 @@ def test_static_file_not_world_readable_is_refused(config: Config) -> None:
     (config.tftp_root / "public.bin").chmod(0o640)
     refusal = _refused(StaticRoot(config.tftp_root), "public.bin", "10.60.0.11")
     assert refusal.code == 2 and "world-readable" in refusal.message
+
+
+def test_a_flood_of_refused_requests_logs_one_line(config: Config, table: LeaseTable,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    provider = _provider(config, table)
+    with caplog.at_level(logging.WARNING, logger="ztp.provision"):
+        for port in range(1000):
+            with pytest.raises(TftpRefusal):
+                provider.get("leaf01.cfg", ("10.60.0.50", port))
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("02:00:00:00:00:01 tftp leaf01.cfg refused to 10.60.0.50")

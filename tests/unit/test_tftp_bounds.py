@@ -239,3 +239,27 @@ def test_quota_resize_keeps_running_sessions() -> None:
         quota.resize(0, 1)
     with pytest.raises(ValueError):
         SessionQuota(total=1, per_peer=0)
+
+
+# --- repeated refusals are logged once per interval ------------------------------------------------------
+
+def test_repeat_gate_logs_first_then_once_per_interval_with_the_count() -> None:
+    from ztp.tftp.throttle import RepeatGate
+
+    now = [0.0]
+    gate = RepeatGate(lambda: now[0], interval=10.0)
+    assert gate.admit(("10.0.0.9", "leaf01.cfg")) == 0
+    assert [gate.admit(("10.0.0.9", "leaf01.cfg")) for _ in range(500)] == [None] * 500
+    assert gate.admit(("10.0.0.9", "leaf02.cfg")) == 0  # another file, or another peer, is another key
+    now[0] = 10.0
+    assert gate.admit(("10.0.0.9", "leaf01.cfg")) == 500
+    assert gate.admit(("10.0.0.9", "leaf01.cfg")) is None
+
+
+def test_repeat_gate_memory_is_bounded() -> None:
+    from ztp.tftp.throttle import RepeatGate
+
+    gate = RepeatGate(lambda: 0.0, max_keys=3)
+    for i in range(100):
+        assert gate.admit(i) == 0
+    assert len(gate._keys) == 3

@@ -27,6 +27,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -44,6 +45,7 @@ from ztp.tftp.packet import (
     parse,
 )
 from ztp.tftp.session import MAX_BLKSIZE, MAX_TIMEOUT, STALL_LIMIT, ReadSession
+from ztp.tftp.throttle import RepeatGate
 
 IPV6_PKTINFO = 50  # Linux <linux/in6.h>
 _IN6_PKTINFO = struct.Struct("=16sI")  # ipi6_addr, ipi6_ifindex
@@ -241,6 +243,7 @@ class TftpServer:
         self._transfers: dict[tuple[str, int], _Transfer] = {}
         self._busy_since_report = 0
         self._busy_report_at = float("-inf")
+        self._refusal_log = RepeatGate(time.monotonic)  # a refused request repeated in a loop logs once per 10 s
 
     @property
     def max_sessions(self) -> int:
@@ -411,8 +414,10 @@ class TftpServer:
             content = self.content.get(req.filename, peer)
         except TftpRefusal as refusal:
             self.counters["refused"] += 1
-            self.log.info("%stftp RRQ %s -> refused: %s (error %d)", prefix, name, refusal.message,
-                          refusal.code)
+            held = self._refusal_log.admit((peer[0], req.filename))
+            if held is not None:
+                self.log.info("%stftp RRQ %s -> refused: %s (error %d)%s", prefix, name, refusal.message,
+                              refusal.code, f" ({held} more refused since the last report)" if held else "")
             self._reply(error_datagram(refusal.code, refusal.message), peer, local, ifindex, listener)
             return None
         except Exception:
