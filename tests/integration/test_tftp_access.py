@@ -187,3 +187,35 @@ def test_serve_refuses_a_missing_interface(lab: Lab, tmp_path: Path) -> None:
     assert proc.returncode == 1, text
     assert "'nosuch0' does not exist" in text and "interfaces here: lo, s1" in text
     assert not lab.udp_listening(app.srv, 69)
+
+
+def test_private_and_unreadable_static_files(lab: Lab, tmp_path: Path) -> None:
+    root = tmp_path / "tftpboot"
+    (root / "secret").mkdir(parents=True)
+    files = {"README.txt": b"public\n", "secret/creds.txt": b"user admin secret\n", "mode600.bin": b"x\n",
+             "image.bin": os.urandom(3 * 1024 * 1024 + 77)}  # over 1 MiB: streamed block by block
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+        (root / name).chmod(0o600 if name == "mode600.bin" else 0o644)
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace(f"  root: {REPO / 'tftpboot'}\n",
+                                           f"  root: {root}\n  private: [\"secret/*\"]\n"))
+    app = ApplianceLab(lab=lab, tmp=tmp_path, config=cfg).build()
+    app.start()
+    try:
+        device, stranger = _device_and_stranger(app)
+        codes = {ns: [r[:2] for r in _raw_rrq(app, ns, ["README.txt", "secret/creds.txt", "mode600.bin"])]
+                 for ns in (device, stranger)}
+        assert codes[device] == [[3, 1], [3, 1], [5, 2]]  # DATA block 1, DATA block 1, ERROR 2
+        assert codes[stranger] == [[3, 1], [5, 2], [5, 2]]
+        res = lab.run(device, ["curl", "-sS", "--max-time", "10", f"tftp://{SERVER}/secret/creds.txt"], timeout=20)
+        assert res.stdout.encode() == files["secret/creds.txt"]
+        # The large file, streamed, arrives intact with lock-step and windowed clients alike.
+        lab.run(stranger, ["curl", "-sS", "--max-time", "30", "--tftp-blksize", "1468", "-o",
+                           str(tmp_path / "img-curl"), f"tftp://{SERVER}/image.bin"], timeout=40)
+        lab.run(stranger, ["atftp", "--option", "blksize 1468", "--option", "tsize 0", "--option", "windowsize 16",
+                           "-g", "-r", "image.bin", "-l", str(tmp_path / "img-atftp"), SERVER], timeout=40)
+        assert (tmp_path / "img-curl").read_bytes() == files["image.bin"]
+        assert (tmp_path / "img-atftp").read_bytes() == files["image.bin"]
+    finally:
+        app.stop()

@@ -298,9 +298,10 @@ class TftpServer:
         return sock
 
     def _raise_fd_limit(self) -> None:
-        """Every session holds a socket: lift the soft RLIMIT_NOFILE (often 1024) towards max_sessions."""
+        """Every session holds a socket and possibly an open file (a streamed static file): lift the soft
+        RLIMIT_NOFILE (often 1024) towards twice max_sessions."""
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = self.max_sessions + 256
+        want = 2 * self.max_sessions + 256
         if soft != resource.RLIM_INFINITY and soft < want:
             new = want if hard == resource.RLIM_INFINITY else min(want, hard)
             if new > soft:
