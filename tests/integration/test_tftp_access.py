@@ -172,6 +172,14 @@ def test_listen_adds_an_address_for_relayed_subnets(lab: Lab, tmp_path: Path) ->
         res = lab.run(app.srv, ["ss", "-H", "-u", "-l", "-n"], timeout=5)
         local = {line.split()[3] for line in res.stdout.splitlines() if len(line.split()) >= 4}
         assert {f"{SERVER}:69", "10.50.0.1:69", f"{SERVER}:53", "10.50.0.1:53"} <= local
+        # A transfer asked of the second address is answered from it (curl and tftp-hpa insist on that).
+        host = app.client("far", "02:00:00:00:00:67")
+        lab.add_addr(host, "eth0", "10.50.0.9/24")
+        res = lab.run(host, ["curl", "-sS", "--max-time", "10", "tftp://10.50.0.1/README.txt"], timeout=20)
+        assert "ztp static file" in res.stdout
+        out = tmp_path / "hpa-far.txt"
+        lab.run(host, ["tftp", "-m", "binary", "10.50.0.1", "-c", "get", "README.txt", str(out)], timeout=20)
+        assert b"ztp static file" in out.read_bytes()
     finally:
         app.stop()
 
