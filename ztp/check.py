@@ -6,7 +6,7 @@ import dataclasses
 import socket
 from pathlib import Path
 
-from ztp.config import Config, Problem, check_config
+from ztp.config import Config, Device, Problem, check_config
 from ztp.dns.names import zone_problems
 from ztp.leases.store import database_path, load_leases
 from ztp.leases.table import LeaseTable
@@ -14,6 +14,8 @@ from ztp.net.sockets import interface_ipv4
 from ztp.provision import device_view
 from ztp.render import Renderer, RenderError, TemplateSet
 from ztp.snapshot import Snapshot
+from ztp.vendors import profile_named
+from ztp.vendors.boot import configured_profile, http_port
 
 
 def validate(path: Path, *, here: bool = False) -> tuple[Snapshot | None, list[Problem]]:
@@ -58,13 +60,35 @@ def render_problems(config: Config, templates: TemplateSet | None = None) -> lis
             # Not leased yet: check the template with a sample pool address.
             view = dataclasses.replace(view, ip=sample, subnet=config.subnet_for(sample))
         try:
-            renderer.render(view)
+            rendered = renderer.render(view)
         except RenderError as exc:
             if (exc.file, exc.line, exc.message) in reported:
                 continue
             path = Path(exc.file) if exc.line else config.inventory.path
             line = exc.line or (view.device.line if view.device else 0)
             problems.append(Problem(path, line, f"{view.hostname}: {exc.message}"))
+            continue
+        problems += vendor_problems(config, view.device, rendered)
+    return problems
+
+
+def vendor_problems(config: Config, device: Device | None, rendered: bytes) -> list[Problem]:
+    """What a device's vendor profile expects and does not get: an HTTP listener, the file's shape."""
+    profile = configured_profile(config.inventory, device)
+    if profile is None and device is None and config.inventory.default_vendor:
+        profile = profile_named(config.inventory.default_vendor)
+    if profile is None:
+        return []
+    where = config.inventory.path
+    line = device.line if device is not None else config.line()
+    name = device.hostname if device is not None else "unlisted devices"
+    problems: list[Problem] = []
+    if profile.requires_http and http_port(config) is None:
+        problems.append(Problem(config.path, 1, f"{name} boots as {profile.name}, which fetches over HTTP: add an "
+                                                "'http:' section (port) so ztp can serve it"))
+    complaint = profile.check(rendered)
+    if complaint:
+        problems.append(Problem(where, line, f"{name} ({profile.name}): {complaint}"))
     return problems
 
 

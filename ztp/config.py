@@ -117,6 +117,7 @@ class ConfigModel(_Strict):
 
 class DefaultsModel(_Strict):
     template: str | None = None
+    vendor: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
     options: OptionMap = Field(default_factory=dict)
 
@@ -127,6 +128,8 @@ class DeviceModel(_Strict):
     client_id: str | None = None
     circuit_id: str | None = None
     remote_id: str | None = None
+    serial: str | None = Field(default=None, min_length=1)
+    vendor: str | None = None
     ip: IPv4Address | None = None
     template: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
@@ -197,6 +200,8 @@ class Device:
     options: dict[int, bytes]
     line: int
     template_line: int = 0
+    serial: str | None = None  # matched against option 61 (POAP), option 60 (Juniper), HTTP serial headers
+    vendor: str | None = None  # a ztp.vendors profile name (the device's own `vendor:`; else option 60 decides)
 
     @property
     def boot_file(self) -> str:
@@ -222,6 +227,8 @@ class Inventory:
     client_id_index: dict[str, tuple[int, Device]] = field(init=False, repr=False, compare=False)
     relay_index: dict[tuple[str | None, str | None], tuple[int, Device]] = field(init=False, repr=False,
                                                                                  compare=False)
+    default_vendor: str | None = None  # defaults.vendor: the profile of devices that name none
+    by_serial: dict[str, Device] = field(init=False, repr=False, compare=False)  # serial (lowercase) -> device
 
     def __post_init__(self) -> None:
         client_ids: dict[str, tuple[int, Device]] = {}
@@ -234,6 +241,11 @@ class Inventory:
                 relay_ids.setdefault((device.circuit_id, device.remote_id), (position, device))
         object.__setattr__(self, "client_id_index", client_ids)  # frozen: set once, here
         object.__setattr__(self, "relay_index", relay_ids)
+        serials: dict[str, Device] = {}
+        for device in self.devices:
+            if device.serial:
+                serials.setdefault(device.serial.lower(), device)
+        object.__setattr__(self, "by_serial", serials)
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +515,8 @@ def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) 
         problems.extend(_pydantic_problems(path, tree, exc))
         return empty
     default_options = _encode_options(path, tree, ["defaults", "options"], model.defaults.options, problems)
+    default_vendor = _vendor_name(path, tree, ["defaults", "vendor"], model.defaults.vendor, problems)
+    serials: dict[str, Device] = {}
     devices: list[Device] = []
     by_mac: dict[str, Device] = {}
     by_client_id: dict[str, Device] = {}
@@ -518,13 +532,17 @@ def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) 
         loc: list[int | str] = ["devices", i]
         line = line_of(tree, loc)
         options = _encode_options(path, tree, [*loc, "options"], dm.options, problems)
+        vendor = _vendor_name(path, tree, [*loc, "vendor"], dm.vendor, problems)
         device = Device(hostname=dm.hostname, mac=dm.mac, client_id=dm.client_id, circuit_id=dm.circuit_id,
                         remote_id=dm.remote_id, ip=dm.ip, template=dm.template,
                         vars=freeze_mapping(dm.vars),
-                        options=options, line=line, template_line=line_of(tree, [*loc, "template"]))
-        if not (dm.mac or dm.client_id or dm.circuit_id or dm.remote_id):
+                        options=options, line=line, template_line=line_of(tree, [*loc, "template"]),
+                        serial=dm.serial, vendor=vendor)
+        if not (dm.mac or dm.client_id or dm.circuit_id or dm.remote_id or dm.serial):
             problems.append(Problem(path, line, f"device {dm.hostname}: give at least one of mac, client_id, "
-                                                "circuit_id or remote_id to recognise it"))
+                                                "circuit_id or remote_id, or a serial, to recognise it"))
+        if dm.serial:
+            _check_serial(path, tree, loc, device, serials, client_id_spellings, problems)
         if dm.hostname in by_hostname:
             problems.append(Problem(path, line, f"duplicate hostname {dm.hostname} "
                                                 f"(also line {by_hostname[dm.hostname].line})"))
@@ -545,6 +563,11 @@ def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) 
                                         f"{twin.line}; client-ids are compared ignoring case and ':')"))
             client_id_spellings.setdefault(spelling, device)
             by_client_id.setdefault(dm.client_id, device)
+            twin = serials.get(spelling.lstrip("\0"))
+            if twin is not None and twin is not device:
+                problems.append(Problem(path, line_of(tree, [*loc, "client_id"]),
+                                        f"client_id {dm.client_id!r} is the serial of {twin.hostname} (line "
+                                        f"{twin.line}): a POAP request (type 0 + serial) would match both"))
         if dm.circuit_id or dm.remote_id:
             key = (dm.circuit_id, dm.remote_id)
             # An id a device leaves out matches anything, so two devices are ambiguous when each id either is
@@ -590,4 +613,38 @@ def _load_inventory(path: Path, subnets: list[Subnet], problems: list[Problem]) 
     return Inventory(path=path, default_template=model.defaults.template,
                      default_vars=freeze_mapping(model.defaults.vars),
                      default_options=default_options, devices=tuple(devices), by_mac=by_mac,
-                     by_client_id=by_client_id, by_hostname=by_hostname)
+                     by_client_id=by_client_id, by_hostname=by_hostname, default_vendor=default_vendor)
+
+
+def _vendor_name(path: Path, tree: Any, loc: list[int | str], name: str | None,
+                 problems: list[Problem]) -> str | None:
+    """A `vendor:` value as its profile's canonical name; an unknown one is a problem naming the choices."""
+    if name is None:
+        return None
+    from ztp.vendors import NAMES, profile_named  # here: the profiles import the DHCP codec, not config
+
+    profile = profile_named(name)
+    if profile is None:
+        problems.append(Problem(path, line_of(tree, loc), f"vendor {name!r} is not a profile ztp knows; "
+                                                          f"use one of {', '.join(NAMES)}"))
+        return None
+    return profile.name
+
+
+def _check_serial(path: Path, tree: Any, loc: list[int | str], device: Device, serials: dict[str, Device],
+                  client_id_spellings: dict[str, Device], problems: list[Problem]) -> None:
+    """A serial must name one device: not another's serial, nor another's client-id (POAP sends 0 + serial)."""
+    assert device.serial is not None
+    key = device.serial.lower()
+    twin = serials.get(key)
+    if twin is not None:
+        problems.append(Problem(path, line_of(tree, [*loc, "serial"]),
+                                f"duplicate serial {device.serial!r} (also {twin.hostname}, line {twin.line}; "
+                                "serials are compared ignoring case)"))
+    else:
+        serials[key] = device
+    other = client_id_spellings.get(key)
+    if other is not None and other is not device:
+        problems.append(Problem(path, line_of(tree, [*loc, "serial"]),
+                                f"serial {device.serial!r} is the client_id of {other.hostname} (line {other.line}): "
+                                "a request carrying it would match both; the identity is ambiguous"))

@@ -3,7 +3,9 @@ file name belongs to. DHCP (options 67 and the `file` field), TFTP, `ztp render`
 here, so the name given out and the name served back can never disagree.
 
 Inventory devices fetch `<hostname>.cfg`; devices the inventory does not list fetch `<mac>.cfg` (12 hex
-digits, no separators), rendered from the default template, when there is one.
+digits, no separators), rendered from the default template, when there is one. A vendor profile's document
+built around that config (ztp.vendors: a POAP script, a SONiC ztp.json) is the same stem with the
+document's suffix: `leaf01.poap.py`, `leaf01.ztp.json`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ztp.config import Device, Inventory
+from ztp.vendors import DOCUMENT_SUFFIXES
 
 CONFIG_SUFFIX = ".cfg"
 _HEX = frozenset("0123456789abcdef")
@@ -41,6 +44,15 @@ class BootTarget:
 
     device: Device | None
     mac: str | None
+    document: str = ""
+    """'' for the rendered config itself, else the suffix of the profile document asked for."""
+
+    @property
+    def config_name(self) -> str:
+        """The name of the rendered config this target is (or is built around)."""
+        if self.device is not None:
+            return device_boot_file(self.device)
+        return unknown_boot_file(self.mac or "")
 
 
 def boot_target(inventory: Inventory, name: str) -> BootTarget | None:
@@ -49,15 +61,20 @@ def boot_target(inventory: Inventory, name: str) -> BootTarget | None:
     Host names match case-insensitively (TFTP clients upper-case names); a listed device is served by
     its host name only, never by its MAC, so that one device has one name.
     """
-    if not name.endswith(CONFIG_SUFFIX) or "/" in name:
+    if "/" in name:
         return None
-    stem = name[: -len(CONFIG_SUFFIX)].lower()
+    lowered = name.lower()
+    document = next((s for s in DOCUMENT_SUFFIXES if lowered.endswith(s)), "")
+    suffix = document or CONFIG_SUFFIX
+    if not lowered.endswith(suffix):
+        return None
+    stem = lowered[: -len(suffix)]
     device = inventory.by_hostname.get(stem)
     if device is not None:
-        return BootTarget(device, device.mac)
+        return BootTarget(device, device.mac, document)
     if len(stem) == 12 and _HEX.issuperset(stem) and inventory.default_template:
         mac = ":".join(stem[i : i + 2] for i in range(0, 12, 2))
         if mac in inventory.by_mac:
             return None
-        return BootTarget(None, mac)
+        return BootTarget(None, mac, document)
     return None

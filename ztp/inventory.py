@@ -10,11 +10,12 @@ from ztp.dhcp.relayinfo import RelayInfo, printable
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """What a request says about the device: its MAC, client-id and the relay's port/relay ids."""
+    """What a request says about the device: its MAC, client-id, serial number and the relay's ids."""
 
     mac: str
     client_id: bytes | None = None
     relay: RelayInfo | None = None
+    serial: str | None = None  # as a vendor sends it: POAP option 61, Juniper option 60, HTTP headers
 
 
 def _client_id_spellings(raw: bytes) -> set[str]:
@@ -33,7 +34,7 @@ def _client_id_spellings(raw: bytes) -> set[str]:
 
 
 def match_device(inventory: Inventory, identity: Identity) -> Device | None:
-    """The inventory device for a request: by MAC, then client-id, then relay circuit-id/remote-id.
+    """The inventory device for a request: by MAC, then client-id, then serial, then relay circuit/remote-id.
 
     When several devices could match by client-id (or by relay ids), the first listed wins.
     """
@@ -45,6 +46,10 @@ def match_device(inventory: Inventory, identity: Identity) -> Device | None:
         hits = [index[s] for s in _client_id_spellings(identity.client_id) if s in index]
         if hits:
             return min(hits, key=lambda hit: hit[0])[1]
+    if identity.serial and inventory.by_serial:
+        device = inventory.by_serial.get(identity.serial.lower())
+        if device is not None:
+            return device
     if identity.relay is not None and inventory.relay_index:
         circuit = identity.relay.circuit_id
         remote = identity.relay.remote_id

@@ -9,11 +9,13 @@ from ipaddress import IPv4Address
 
 from ztp.access import AccessRule
 from ztp.config import Config, Device
-from ztp.devices import boot_target
+from ztp.devices import BootTarget, boot_target
 from ztp.leases.table import Lease, LeaseState, LeaseTable
+from ztp.net.sockets import route_source
 from ztp.render import DeviceView, Renderer, RenderError
 from ztp.tftp.content import TftpRefusal, normalise_path
 from ztp.tftp.throttle import RepeatGate
+from ztp.vendors.boot import build_document
 
 log = logging.getLogger("ztp.provision")
 
@@ -72,32 +74,47 @@ class RenderedConfigs:
 
     def view_for_path(self, path: str) -> DeviceView | None:
         """The device a boot-file name belongs to, or None."""
+        found = self.target_for_path(path)
+        return found[1] if found is not None else None
+
+    def target_for_path(self, path: str) -> tuple[BootTarget, DeviceView] | None:
+        """The boot target a name asks for (the config, or a profile document around it) and its device."""
         target = boot_target(self.config.inventory, path.lstrip("/"))
         if target is None:
             return None
         if target.device is not None:
-            return device_view(self.config, self.table, device=target.device, mac=None)
+            return target, device_view(self.config, self.table, device=target.device, mac=None)
         if target.mac is None or latest_lease(self.table, target.mac) is None:
             return None  # an unlisted device's config exists only while it holds a lease
-        return device_view(self.config, self.table, device=None, mac=target.mac)
+        return target, device_view(self.config, self.table, device=None, mac=target.mac)
 
-    def get(self, path: str, peer: tuple[str, int]) -> bytes:
-        """Rendered bytes, or a TftpRefusal; never a partial config, never another device's config."""
+    def get(self, path: str, peer: tuple[str, int], *, transport: str = "tftp", server: str | None = None) -> bytes:
+        """Rendered bytes, or a TftpRefusal; never a partial config, never another device's config.
+
+        HTTP boot asks here too (`transport` names it in the log). A profile document (a POAP script, a
+        SONiC ztp.json) names `server`, the appliance address the request reached; without it, the address
+        routing uses towards the peer.
+        """
         path = normalise_path(path)
-        view = self.view_for_path(path)
-        if view is None:
+        found = self.target_for_path(path)
+        if found is None:
             raise TftpRefusal(ERR_NOT_FOUND, f"{path}: no such device config")
+        target, view = found
         if self.access is not None and not self.access.holds(view, peer[0]):
             # Checked before rendering: a stranger's request costs a lookup, not a render.
             held = self._refusals.admit((peer[0], path))
             if held is not None:
-                log.warning("%s tftp %s refused to %s: it holds neither a lease nor the reservation of %s%s",
-                            view.mac, path, peer[0], view.hostname,
+                log.warning("%s %s %s refused to %s: it holds neither a lease nor the reservation of %s%s",
+                            view.mac, transport, path, peer[0], view.hostname,
                             f" ({held} more refused since the last report)" if held else "")
             raise TftpRefusal(ERR_ACCESS, f"{path}: only the device holding its address may fetch it")
         start = time.perf_counter()
         try:
             data = self.renderer.render(view)
+            if target.document:
+                local = IPv4Address(server or route_source(peer[0]) or "0.0.0.0")
+                data = build_document(self.config, target.document, data, target.device, target.config_name,
+                                      local)
         except RenderError as exc:
             log.error("%s render %s failed: %s", view.mac, path, exc)
             if self.on_error is not None:

@@ -196,7 +196,10 @@ class Renderer:
         }
         if view.device is not None:
             fields.update(circuit_id=view.device.circuit_id, remote_id=view.device.remote_id,
-                          client_id=view.device.client_id)
+                          client_id=view.device.client_id, serial=view.device.serial)
+        # Templates branch on the vendor profile: the device's `vendor:`, else defaults.vendor (ztp.vendors).
+        fields["vendor"] = view.device.vendor if view.device is not None and view.device.vendor else \
+            (inv.default_vendor or "generic-tftp")
         # A None field would print as "None" in a config; leave it undefined so StrictUndefined names it.
         fields = {k: v for k, v in fields.items() if v is not None}
         merged: dict[str, Any] = dict(inv.default_vars)

@@ -30,6 +30,7 @@ from ztp.dhcp.handlers.record import RecordLease
 from ztp.dhcp.handlers.server_id import ServerId
 from ztp.dhcp.handlers.size_fit import SizeFit
 from ztp.dhcp.handlers.subnet import SelectSubnet
+from ztp.dhcp.handlers.vendor import VendorOptions
 from ztp.dhcp.packet import DhcpPacket
 from ztp.dhcp.relayinfo import parse_relay_info
 from ztp.leases.ledger import Ledger
@@ -48,6 +49,7 @@ def default_handlers(config: Config, ledger: Ledger) -> list[Handler]:
         AssignAddress(config, ledger),
         LeaseTime(config),
         LayeredOptions(config),
+        VendorOptions(config),
         BootFile(config),
         HostName(config),
         RecordLease(config, ledger),

@@ -105,3 +105,18 @@ class InterfaceTable:
         addr = interface_ipv4(name) if name else None
         self._cache[ifindex] = (now, name, addr)
         return name, addr
+
+
+def route_source(peer: str) -> str | None:
+    """The local address the kernel would send from to reach `peer` (no packet is sent), or None.
+
+    A connected UDP socket is bound by the routing decision; for a device that fetched over TFTP this is the
+    appliance address it reached, which a document built for it (a POAP script) names as its server.
+    """
+    family = socket.AF_INET6 if ":" in peer else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((peer, 9))
+            return str(sock.getsockname()[0])
+    except OSError:
+        return None
