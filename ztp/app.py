@@ -253,7 +253,7 @@ class Appliance:
         kind, lease = event.kind, event.lease
         if kind in (EventKind.BOUND, EventKind.RENEWED):
             self._bound(lease)
-        elif kind in (EventKind.RELEASED, EventKind.DECLINED):
+        elif kind in (EventKind.RELEASED, EventKind.DECLINED, EventKind.CONFLICT):
             self._released(lease)
         elif kind == EventKind.EXPIRED:
             log.info("%s dhcp lease %s expired", lease.mac, lease.ip)

@@ -68,6 +68,11 @@ class DhcpModel(_Strict):
     decline_hold: int = Field(default=600, ge=1, le=86400)
     bootp: Literal["reserved", "dynamic", "off"] = "reserved"
     bootp_lease_time: int = Field(default=86400, ge=60)
+    relays: list[IPv4Network] = Field(default_factory=list)
+    rate_limit: float = Field(default=20.0, ge=0)
+    relay_rate_limit: float = Field(default=20000.0, ge=0)
+    ping_check: bool = True
+    ping_timeout: float = Field(default=0.5, gt=0, le=5)
     options: OptionMap = Field(default_factory=dict)
     subnets: list[SubnetModel] = Field(default_factory=list)
     port: int = Field(default=67, ge=1, le=65535)
@@ -107,6 +112,7 @@ class ConfigModel(_Strict):
     templates: str = "./templates"
     inventory: str = "./inventory.yaml"
     log_level: str = "info"
+    user: str | None = None
     dhcp: DhcpModel = Field(default_factory=DhcpModel)
     tftp: TftpModel = Field(default_factory=TftpModel)
     dns: DnsModel | None = None
@@ -305,6 +311,12 @@ class Config:
     decline_hold: int = 600
     bootp: str = "reserved"
     bootp_lease_time: int = 86400
+    relays: tuple[IPv4Network, ...] = ()  # who may relay (datagram source and giaddr); () = giaddr in a subnet
+    rate_limit: float = 20.0  # DHCP messages/s per client key (bursts of twice that); 0 = no limit
+    relay_rate_limit: float = 20000.0  # DHCP messages/s per relay (giaddr and source address); 0 = no limit
+    ping_check: bool = True  # ICMP echo before offering an address with no current binding
+    ping_timeout: float = 0.5
+    user: str | None = None  # ztp serve switches to this user once its ports are bound
     http: HttpSettings | None = None  # None: no HTTP listener
 
     def line(self, *loc: int | str) -> int:
@@ -455,6 +467,9 @@ def check_config(path: Path) -> tuple[Config | None, list[Problem]]:
         decline_hold=model.dhcp.decline_hold, bootp=model.dhcp.bootp, bootp_lease_time=model.dhcp.bootp_lease_time,
         http=None if model.http is None else HttpSettings(port=model.http.port, listen=tuple(model.http.listen),
                                                           token=model.http.token),
+        relays=tuple(model.dhcp.relays), rate_limit=model.dhcp.rate_limit,
+        relay_rate_limit=model.dhcp.relay_rate_limit, ping_check=model.dhcp.ping_check,
+        ping_timeout=model.dhcp.ping_timeout, user=model.user,
     ), problems
 
 

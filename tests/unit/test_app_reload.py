@@ -77,7 +77,10 @@ def discover(mac: str) -> DhcpPacket:
 
 
 def offer_for(app: Appliance, mac: str) -> DhcpPacket:
-    decision = app.chain.handle(discover(mac), DIRECT, time.time())
+    now = time.time()
+    decision = app.chain.handle(discover(mac), DIRECT, now)
+    if decision.probe is not None:  # dhcp.ping_check, and nobody answers
+        decision = app.chain.handle(discover(mac), DIRECT, now, cleared=decision.probe)
     assert decision.reply is not None, decision.log
     return decision.reply
 

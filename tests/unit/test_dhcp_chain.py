@@ -84,6 +84,15 @@ class Policy:
         proposal = self.chain.handle(pkt, ingress, now)
         if proposal.change is not None:
             self.ledger.commit(proposal.change, lambda error: None)
+        if proposal.probe is not None:  # dhcp.ping_check: nobody answers the ping on this network
+            return self.handle_cleared(pkt, ingress, now, proposal.probe)
+        return proposal
+
+    def handle_cleared(self, pkt: DhcpPacket, ingress: Ingress, now: float, ip: IPv4Address) -> Proposal:
+        proposal = self.chain.handle(pkt, ingress, now, cleared=ip)
+        assert proposal.probe is None, proposal.log
+        if proposal.change is not None:
+            self.ledger.commit(proposal.change, lambda error: None)
         return proposal
 
 

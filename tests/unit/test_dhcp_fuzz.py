@@ -61,6 +61,10 @@ def test_mutated_captures_only_ever_raise_malformed(capture: str, tmp_path: Path
             continue
         if decision.change is not None:
             ledger.commit(decision.change, lambda error: None)
+        if decision.probe is not None:  # dhcp.ping_check: the address is probed, nobody answers
+            decision = chain.handle(pkt, INGRESS, 1_000.0 + i, cleared=decision.probe)
+            if decision.change is not None:
+                ledger.commit(decision.change, lambda error: None)
         if decision.reply is not None:
             replies += 1
             assert p.parse(p.build(decision.reply)).xid == pkt.xid

@@ -1,8 +1,8 @@
 """The DHCP server's policy: the handlers, in the order they run.
 
-    accept message -> subnet -> device -> server id -> release/decline -> address -> lease time
-      -> options (global < defaults < subnet < device) -> boot file -> host name -> lease change
-      -> assemble -> size fit
+    accept message -> relay guard -> rate limit -> subnet -> device -> server id -> release/decline
+      -> address -> lease time -> options (global < defaults < subnet < device) -> boot file -> host name
+      -> lease change -> conflict probe (ICMP echo before a new offer) -> assemble -> size fit
 
 `Chain.handle(packet, ingress, now)` returns a `Proposal`: the reply to send (or none) and the lease
 change the server must commit before sending it. Nothing here touches a socket, the clock or the store.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from ipaddress import IPv4Address
 
 from ztp.config import Config
 from ztp.dhcp import options as o
@@ -20,13 +21,16 @@ from ztp.dhcp.exchange import Handler, Ingress, Proposal, Reply, Request, client
 from ztp.dhcp.handlers.address import AssignAddress
 from ztp.dhcp.handlers.assemble import Assemble
 from ztp.dhcp.handlers.boot_file import BootFile
+from ztp.dhcp.handlers.conflict import ProbeAddress, conflict
 from ztp.dhcp.handlers.device import IdentifyDevice
 from ztp.dhcp.handlers.hostname import HostName
 from ztp.dhcp.handlers.layers import LayeredOptions
 from ztp.dhcp.handlers.lease_return import ReturnLease
 from ztp.dhcp.handlers.lease_time import LeaseTime
 from ztp.dhcp.handlers.message import AcceptMessage
+from ztp.dhcp.handlers.rate_limit import RateLimit
 from ztp.dhcp.handlers.record import RecordLease
+from ztp.dhcp.handlers.relay_guard import RelayGuard
 from ztp.dhcp.handlers.server_id import ServerId
 from ztp.dhcp.handlers.size_fit import SizeFit
 from ztp.dhcp.handlers.subnet import SelectSubnet
@@ -42,6 +46,8 @@ def default_handlers(config: Config, ledger: Ledger) -> list[Handler]:
     """The standard chain for `config`; a new rule is one more entry here."""
     return [
         AcceptMessage(),
+        RelayGuard(config),
+        RateLimit(config),
         SelectSubnet(config),
         IdentifyDevice(config),
         ServerId(ledger),
@@ -53,6 +59,7 @@ def default_handlers(config: Config, ledger: Ledger) -> list[Handler]:
         BootFile(config),
         HostName(config),
         RecordLease(config, ledger),
+        ProbeAddress(config),
         Assemble(),
         SizeFit(),
     ]
@@ -67,15 +74,17 @@ class Chain:
         self.handlers: tuple[Handler, ...] = tuple(handlers if handlers is not None
                                                    else default_handlers(config, ledger))
 
-    def handle(self, pkt: DhcpPacket, ingress: Ingress, now: float) -> Proposal:
-        """Decide one BOOTREQUEST. A malformed option 82 raises MalformedPacket (the server counts it)."""
+    def handle(self, pkt: DhcpPacket, ingress: Ingress, now: float, *,
+               cleared: IPv4Address | None = None) -> Proposal:
+        """Decide one BOOTREQUEST. A malformed option 82 raises MalformedPacket (the server counts it).
+        `cleared`: an address the server has just probed without an answer (see `Proposal.probe`)."""
         if pkt.op != p.BOOTREQUEST:
             return silent("not a BOOTREQUEST; ignored")
         raw82 = pkt.options.get(o.RELAY_AGENT_INFO)
         relay = parse_relay_info(raw82) if raw82 is not None else None
         mtype = pkt.message_type
         req = Request(pkt=pkt, ingress=ingress, now=now, mtype=mtype, client=client_key(pkt), relay=relay,
-                      mac=pkt.mac)
+                      mac=pkt.mac, cleared=cleared)
         reply = Reply(mtype=_REPLY_TYPE.get(mtype) if mtype is not None else None)
         for handler in self.handlers:
             out = handler(req, reply)
@@ -83,6 +92,10 @@ class Chain:
                 return out
             reply = out
         return _outcome(req, reply)
+
+    def conflict(self, ip: IPv4Address, answered_by: str | None, now: float) -> Proposal:
+        """The change to commit for an address that answered its probe (then handle the request again)."""
+        return conflict(self.config, ip, answered_by, now)
 
 
 def _outcome(req: Request, reply: Reply) -> Proposal:

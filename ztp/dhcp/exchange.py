@@ -29,6 +29,7 @@ class Ingress:
     server_ip: IPv4Address
     local_ips: frozenset[IPv4Address] = frozenset()
     broadcast: bool = False  # sent to 255.255.255.255 rather than to one of our addresses
+    peer: IPv4Address = p.ZERO_IP  # the datagram's source address (a relay's, or a renewing client's)
 
 
 def client_key(pkt: DhcpPacket) -> str:
@@ -48,6 +49,7 @@ class Request:
     client: str
     relay: RelayInfo | None
     mac: str  # chaddr as the device key (computed once: several handlers need it)
+    cleared: IPv4Address | None = None  # an address just probed (ICMP echo) with no answer: offer it now
 
 
 @dataclass(slots=True)
@@ -83,6 +85,9 @@ class Proposal:
     log_args: tuple[object, ...] = ()
     level: int = logging.INFO
     counter: str = ""  # a counter to bump for refusals worth counting ("" none)
+    # Probe this address (ICMP echo) before answering: the server commits `change` (the offer hold), pings,
+    # and runs the chain again once the probe has resolved (ztp.dhcp.handlers.conflict).
+    probe: IPv4Address | None = None
 
     @property
     def log(self) -> str:

@@ -19,10 +19,12 @@ from ztp.dhcp.packet import DhcpPacket, MalformedPacket
 from ztp.dhcp.reply import LIMITED_BROADCAST, Destination, destination
 from ztp.leases.ledger import LeaseChange, Ledger
 from ztp.net.arp import inject_arp
+from ztp.net.icmp import Pinger, neighbour_mac
 from ztp.net.sockets import InterfaceTable, parse_pktinfo, pktinfo_cmsg, udp_socket
 
 log = logging.getLogger("ztp.dhcp")
 _BUF = 4096
+MAX_PROBES = 3  # addresses probed for one DISCOVER before it is dropped (the client will ask again)
 
 
 @lru_cache(maxsize=4096)
@@ -37,6 +39,12 @@ def _pktinfo(anc: tuple[tuple[int, int, bytes], ...]) -> tuple[int, IPv4Address,
     # Decoding builds two IPv4Address objects per datagram, yet only a few (interface, local address,
     # destination) combinations ever arrive: remember them.
     return parse_pktinfo(list(anc))
+
+
+@lru_cache(maxsize=4096)
+def _peer_address(text: str) -> IPv4Address:
+    # Relays and renewing clients send again and again from the same few addresses (bounded cache).
+    return IPv4Address(text)
 
 
 class DhcpServer:
@@ -54,19 +62,32 @@ class DhcpServer:
         self._ifaces = InterfaceTable()
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.pinger: Pinger | None = None  # conflict detection (dhcp.ping_check); None: offers are not probed
+        self._probing: set[IPv4Address] = set()
 
     async def start(self) -> None:
-        """Bind 0.0.0.0:port and start reading."""
+        """Bind 0.0.0.0:port, open the ICMP socket for conflict detection, and start reading."""
         self._loop = asyncio.get_running_loop()
         self._sock = udp_socket("0.0.0.0", self.port, broadcast=True, pktinfo=True)
+        if self.chain.config.ping_check and self.pinger is None:
+            try:
+                self.pinger = Pinger.open()
+            except OSError as exc:
+                log.warning("dhcp.ping_check: cannot open an ICMP socket (%s; it needs CAP_NET_RAW): addresses "
+                            "are offered without probing them first", exc)
+        if self.pinger is not None:
+            self.pinger.start(self._loop)
         self._loop.add_reader(self._sock.fileno(), self._readable)
 
     async def close(self) -> None:
-        """Stop reading and close the socket."""
+        """Stop reading and close the sockets."""
         if self._sock is not None and self._loop is not None:
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
+        if self.pinger is not None:
+            self.pinger.close()
+            self.pinger = None
 
     def _readable(self) -> None:
         sock = self._sock
@@ -82,29 +103,31 @@ class DhcpServer:
                 return
             self._datagram(data, anc, peer)
 
-    def _ingress(self, pkt: DhcpPacket, anc: list[tuple[int, int, bytes]]) -> Ingress | None:
+    def _ingress(self, pkt: DhcpPacket, anc: list[tuple[int, int, bytes]], source: str) -> Ingress | None:
         info = _pktinfo(tuple(anc))
         if info is None:
             return None
         ifindex, spec_dst, dst = info
         ifname, if_addr = self._ifaces.lookup(ifindex)
+        peer = _peer_address(source)
         # IP_PKTINFO: for a datagram sent to one of our addresses the local address (spec_dst) is that
         # address; for a broadcast it is the interface's own.
         unicast = dst == spec_dst
         if pkt.giaddr != p.ZERO_IP:
             # Relayed: accepted on any local address; the server id is the address the relay sent to.
-            return Ingress(ifindex, ifname, dst if unicast else spec_dst, frozenset({spec_dst}), broadcast=False)
+            return Ingress(ifindex, ifname, dst if unicast else spec_dst, frozenset({spec_dst}), broadcast=False,
+                           peer=peer)
         if unicast:
             # RENEWING, INFORM, RELEASE, DECLINE sent to our address: routed here, possibly from a client
             # behind a relay arriving on the upstream interface. dhcp.interfaces restricts broadcasts only.
             return Ingress(ifindex, ifname, dst, frozenset({dst} if if_addr is None else {dst, if_addr}),
-                           broadcast=False)
+                           broadcast=False, peer=peer)
         if self.interfaces and ifname not in self.interfaces:
             self.counters["ignored_interface"] += 1
             return None
         if if_addr is None:
             return None
-        return Ingress(ifindex, ifname, if_addr, frozenset({if_addr, spec_dst}), broadcast=True)
+        return Ingress(ifindex, ifname, if_addr, frozenset({if_addr, spec_dst}), broadcast=True, peer=peer)
 
     def _datagram(self, data: bytes, anc: list[tuple[int, int, bytes]], peer: tuple[str, int]) -> None:
         self.counters["received"] += 1
@@ -117,13 +140,17 @@ class DhcpServer:
         if pkt.op != p.BOOTREQUEST:
             self.counters["not_request"] += 1
             return
-        ingress = self._ingress(pkt, anc)
+        ingress = self._ingress(pkt, anc, peer[0])
         if ingress is None:
             self.counters["ignored"] += 1
             log.debug("%s dhcp request on an interface we do not serve; ignored", pkt.mac)
             return
+        self._decide(pkt, ingress, None, 0)
+
+    def _decide(self, pkt: DhcpPacket, ingress: Ingress, cleared: IPv4Address | None, probes: int) -> None:
+        """Run the chain over a request (again, with `cleared`, once a probe went unanswered) and act on it."""
         try:
-            proposal = self.chain.handle(pkt, ingress, self.clock())
+            proposal = self.chain.handle(pkt, ingress, self.clock(), cleared=cleared)
         except MalformedPacket as exc:
             self.counters["malformed"] += 1
             log.debug("%s dhcp malformed option dropped: %s", pkt.mac, exc)
@@ -133,6 +160,9 @@ class DhcpServer:
         if proposal.log_format and log.isEnabledFor(proposal.level):  # text is built only for lines emitted
             via = f" via {pkt.giaddr}" if pkt.giaddr != p.ZERO_IP else f" on {ingress.ifname}"
             log.log(proposal.level, "%s dhcp %s%s", pkt.mac, proposal.log, via)
+        if proposal.probe is not None:
+            self._probe(pkt, ingress, proposal.probe, proposal.change, probes)
+            return
         reply, change = proposal.reply, proposal.change
         if change is None:
             if reply is None:
@@ -141,6 +171,50 @@ class DhcpServer:
             self._send(pkt, reply, ingress)
             return
         self.ledger.commit(change, lambda error: self._committed(error, pkt, reply, ingress, change))
+
+    # --- conflict detection: the chain asks for a probe, the shell pings, then runs the chain again ------
+
+    def _probe(self, pkt: DhcpPacket, ingress: Ingress, ip: IPv4Address, hold: LeaseChange | None,
+               probes: int) -> None:
+        pinger = self.pinger
+        if pinger is None:
+            self.counters["probe_unavailable"] += 1
+            self._decide(pkt, ingress, ip, probes)
+            return
+        if ip in self._probing:
+            self.counters["probe_pending"] += 1  # the client's retransmission: the probe under way answers it
+            return
+        if probes >= MAX_PROBES or pinger.busy():
+            self.counters["probe_gave_up"] += 1
+            log.warning("%s dhcp DISCOVER: %s addresses probed (or too many probes at once); no offer this "
+                        "time", pkt.mac, probes)
+            return
+        if hold is not None:
+            self.ledger.commit(hold, _ignore)  # the offer's hold, memory only: nobody else is offered ip
+        self._probing.add(ip)
+        pinger.probe(ip, self.chain.config.ping_timeout,
+                     lambda answered: self._probed(pkt, ingress, ip, answered, probes + 1))
+
+    def _probed(self, pkt: DhcpPacket, ingress: Ingress, ip: IPv4Address, answered: bool, probes: int) -> None:
+        self._probing.discard(ip)
+        if self._sock is None:
+            return
+        if not answered:
+            self._decide(pkt, ingress, ip, probes)
+            return
+        proposal = self.chain.conflict(ip, neighbour_mac(ip), self.clock())
+        self.counters[proposal.counter] += 1
+        log.log(proposal.level, "%s dhcp %s", pkt.mac, proposal.log)
+        change = proposal.change
+        assert change is not None
+        self.ledger.commit(change, lambda error: self._conflict_committed(error, pkt, ingress, change, probes))
+
+    def _conflict_committed(self, error: BaseException | None, pkt: DhcpPacket, ingress: Ingress,
+                            change: LeaseChange, probes: int) -> None:
+        if error is not None:
+            self._committed(error, pkt, None, ingress, change)
+            return
+        self._decide(pkt, ingress, None, probes)  # the next free address (probed in its turn)
 
     def _committed(self, error: BaseException | None, pkt: DhcpPacket, reply: DhcpPacket | None,
                    ingress: Ingress, change: LeaseChange) -> None:
@@ -193,3 +267,6 @@ class DhcpServer:
             sock.sendmsg([data], pktinfo_cmsg(ingress.ifindex, ingress.server_ip), 0,
                          (_address_text(LIMITED_BROADCAST), dest.port))
 
+
+def _ignore(error: BaseException | None) -> None:
+    """Done-callback of a memory-only change (it cannot fail)."""

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from dnslib import DNSRecord  # type: ignore[import-untyped,unused-ignore]
 
 from ztp.dns.zone import Rcode, Zone, error_reply
+from ztp.ratelimit import SourceRateLimiter
 
 __all__ = ["COUNTERS", "DEFAULT_RATE_LIMIT", "DnsServer", "SourceRateLimiter", "main"]
 
@@ -88,57 +89,6 @@ def _question_key(message: bytes) -> tuple[tuple[bytes, ...], int, int] | None:
         return None
     q = record.questions[0]
     return tuple(label.lower() for label in q.qname.label), int(q.qtype), int(q.qclass)
-
-
-class SourceRateLimiter:
-    """A token bucket per source address: ``rate`` messages/s sustained, up to ``burst`` at once (sans-I/O).
-
-    Fed ``(source, now)``; never reads a clock. ``rate`` 0 admits everything. The table is bounded by
-    ``max_sources``: when full, the least recently seen source is forgotten. A forgotten source comes back
-    with a full bucket, which is also what any source idle for ``burst / rate`` seconds has, so eviction
-    only ever favours a source that was being limited and has since gone quiet for a while.
-    """
-
-    __slots__ = ("rate", "burst", "max_sources", "_buckets")
-
-    def __init__(self, rate: float, burst: float | None = None, *, max_sources: int = 4096) -> None:
-        """``burst`` defaults to ``2 * rate``; ValueError for a negative rate, a burst under 1 or no table."""
-        if rate < 0:
-            raise ValueError(f"rate limit {rate}: must be 0 (off) or more")
-        burst = 2 * rate if burst is None else burst
-        if rate > 0 and burst < 1:
-            raise ValueError(f"rate limit burst {burst}: must be at least 1")
-        if max_sources < 1:
-            raise ValueError(f"rate limit table size {max_sources}: must be at least 1")
-        self.rate = float(rate)
-        self.burst = float(burst)
-        self.max_sources = max_sources
-        # source -> (tokens left, when last seen); dict order is least recently seen first.
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def __len__(self) -> int:
-        """How many sources the table holds."""
-        return len(self._buckets)
-
-    def allow(self, source: str, now: float) -> bool:
-        """Take one token from ``source``'s bucket at ``now``; False when it has none (drop the message)."""
-        if self.rate <= 0:
-            return True
-        buckets = self._buckets
-        bucket = buckets.pop(source, None)
-        if bucket is None:
-            if len(buckets) >= self.max_sources:
-                del buckets[next(iter(buckets))]
-            tokens = self.burst
-        else:
-            tokens, last = bucket
-            # max(): a clock that steps back must not drain a bucket.
-            tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)
-        allowed = tokens >= 1.0
-        if allowed:
-            tokens -= 1.0
-        buckets[source] = (tokens, now)
-        return allowed
 
 
 @dataclass(slots=True)

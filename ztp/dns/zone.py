@@ -208,6 +208,23 @@ def _ancestors(name: Name, apex: Name) -> Iterable[Name]:
         yield name[i:]
 
 
+def _reverse_ancestors(ip: str) -> Iterable[Name]:
+    """The partial reverse names above an address (``3.2.1.in-addr.arpa`` ... ``1.in-addr.arpa``)."""
+    name = _reverse_name(ip)
+    for i in range(1, 4):
+        yield name[i:]
+
+
+def _uncount(counter: Counter[Name], names: Iterable[Name]) -> None:
+    """Take one off each of `names`, forgetting those that reach zero (O(1) each, unlike ``+= Counter()``)."""
+    for name in names:
+        left = counter[name] - 1
+        if left > 0:
+            counter[name] = left
+        else:
+            del counter[name]
+
+
 @dataclass(frozen=True, slots=True)
 class _Host:
     ip: str
@@ -248,6 +265,9 @@ class Zone:
         self._static: dict[Name, list[str]] = {}
         self._static_ptr: dict[str, list[Name]] = {}
         self._static_ents: set[Name] = set()
+        # Partial reverse names above every address with a name (static or dynamic, live or not yet
+        # pruned, like the forward empty non-terminals): a PTR query for one is a lookup, not a walk.
+        self._ptr_ents: Counter[Name] = Counter()
         self._add_static(self._server, [_address(ip, what="server address") for ip in server_ips])
         for name_text, value in (records or {}).items():
             name = _parse_name(name_text, origin_name, what="record")
@@ -271,6 +291,7 @@ class Zone:
             if ip not in current:
                 current.append(ip)
                 self._static_ptr.setdefault(ip, []).append(name)
+                self._ptr_ents.update(_reverse_ancestors(ip))
         self._static_ents.update(_ancestors(name, self._origin))
 
     @property
@@ -305,6 +326,7 @@ class Zone:
         self._hosts[key] = _Host(address, expires_at)
         self._host_ptr.setdefault(address, {})[key] = None
         self._host_ents.update(_ancestors(key, self._origin))
+        self._ptr_ents.update(_reverse_ancestors(address))
         self._bump()
 
     def remove_host(self, name: str) -> None:
@@ -334,8 +356,8 @@ class Zone:
             names.pop(key, None)
             if not names:
                 del self._host_ptr[host.ip]
-        self._host_ents.subtract(_ancestors(key, self._origin))
-        self._host_ents += Counter()  # drops the zero counts
+        _uncount(self._host_ents, _ancestors(key, self._origin))
+        _uncount(self._ptr_ents, _reverse_ancestors(host.ip))
         return True
 
     def _bump(self) -> None:
@@ -457,7 +479,7 @@ class Zone:
         if ip is None:
             # A partial name (e.g. 0.60.10.in-addr.arpa inside a /16 zone) exists only as an empty
             # non-terminal above some address we know (RFC 8020); anything else does not exist.
-            if not any(_is_subdomain(_reverse_name(known), qname) for known in self._ptr_addresses(now)):
+            if qname not in self._ptr_ents:
                 reply.header.rcode = Rcode.NXDOMAIN
             return
         names = self._ptr_names(ip, now)
@@ -476,12 +498,6 @@ class Zone:
             if self._live(host, now) and all(name != seen for seen, _ in names):
                 names.append((name, self._host_ttl(host, now)))
         return names
-
-    def _ptr_addresses(self, now: float) -> Iterable[str]:
-        yield from self._static_ptr
-        for ip, names in self._host_ptr.items():
-            if any(self._live(self._hosts[name], now) for name in names):
-                yield ip
 
     def _soa(self, apex: Name, *, negative: bool, owner: DNSLabel | None = None) -> RR:
         times = (self._serial, _SOA_REFRESH, _SOA_RETRY, _SOA_EXPIRE, self._negative_ttl)

@@ -36,9 +36,10 @@ class ChangeKind(StrEnum):
     BIND = "bind"  # DHCPACK (new binding or renewal) or a BOOTP binding: durable
     RELEASE = "release"  # DHCPRELEASE: durable
     DECLINE = "decline"  # DHCPDECLINE: the address is held out of the pool, durable
+    CONFLICT = "conflict"  # someone answered our ping for a pool address: held out like a DECLINE, durable
 
 
-_DURABLE = frozenset({ChangeKind.BIND, ChangeKind.RELEASE, ChangeKind.DECLINE})
+_DURABLE = frozenset({ChangeKind.BIND, ChangeKind.RELEASE, ChangeKind.DECLINE, ChangeKind.CONFLICT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class EventKind(StrEnum):
     RENEWED = "renewed"
     RELEASED = "released"
     DECLINED = "declined"
+    CONFLICT = "conflict"  # the address answered a ping before it was offered: held out for decline_hold
     EXPIRED = "expired"
 
 
@@ -174,6 +176,8 @@ class Ledger:
             self._watch(lease)
         elif change.kind == ChangeKind.RELEASE:
             event = LeaseEvent(EventKind.RELEASED, lease, previous)
+        elif change.kind == ChangeKind.CONFLICT:
+            event = LeaseEvent(EventKind.CONFLICT, lease, previous)
         else:
             event = LeaseEvent(EventKind.DECLINED, lease, previous)
         self._emit(event)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Container
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from ipaddress import IPv4Address
 
@@ -44,6 +45,18 @@ class Lease:
         return self.state.value
 
 
+@dataclass(slots=True)
+class _Reusable:
+    """A pool's leases by expiry (a heap with lazy deletion): its oldest expired or released address is the
+    top, found in O(log n) instead of by walking every lease when the pool has no never-used address left.
+    Entries whose lease is no longer the address's current row are dropped when they reach the top, and
+    the heap is rebuilt when stale entries outnumber live ones (renewals push new entries)."""
+
+    start: int
+    end: int
+    heap: list[tuple[float, int, Lease]] = field(default_factory=list)
+
+
 class LeaseTable:
     """All leases in memory, indexed by address and by client; the store persists what it returns."""
 
@@ -56,6 +69,8 @@ class LeaseTable:
         self._client_by_mac: dict[str, dict[str, Lease]] = {}
         self._client_by_hostname: dict[str, dict[str, Lease]] = {}
         self._fresh: dict[IPv4Address, int] = {}  # pool start -> next never-used candidate (as int)
+        self._reusable: dict[IPv4Address, _Reusable] = {}  # pool start -> its leases by expiry (built lazily)
+        self._seq = 0
         for lease in sorted(leases or [], key=lambda x: x.updated):
             self._put(lease)
 
@@ -83,6 +98,12 @@ class LeaseTable:
         self.by_ip[lease.ip] = lease
         if lease.state != LeaseState.DECLINED:
             self._set_client(lease)
+        if self._reusable:
+            value = int(lease.ip)
+            for pool in self._reusable.values():
+                if pool.start <= value <= pool.end:
+                    self._seq += 1
+                    heapq.heappush(pool.heap, (lease.expires, self._seq, lease))
 
     def _set_client(self, lease: Lease) -> None:
         previous = self.by_client.get(lease.client)
@@ -164,12 +185,37 @@ class LeaseTable:
             probe += 1
         if probe <= end:
             return IPv4Address(probe)
-        oldest: Lease | None = None
-        for lease in self.by_ip.values():
-            if subnet.in_pool(lease.ip) and lease.ip not in busy and self.available(lease.ip, client, now):
-                if oldest is None or lease.expires < oldest.expires:
-                    oldest = lease
-        return oldest.ip if oldest else None
+        return self._oldest_reusable(subnet.pool_start, start, end, busy, now)
+
+    def _oldest_reusable(self, pool_start: IPv4Address, start: int, end: int, busy: Container[IPv4Address],
+                         now: float) -> IPv4Address | None:
+        """The pool's address whose lease ran out (or was released) first, or None: O(log n) amortised."""
+        pool = self._reusable.get(pool_start)
+        if pool is None or len(pool.heap) > 2 * len(self.by_ip) + 64:
+            pool = self._reusable[pool_start] = _Reusable(start, end)
+            for lease in self.by_ip.values():
+                if start <= int(lease.ip) <= end:
+                    self._seq += 1
+                    pool.heap.append((lease.expires, self._seq, lease))
+            heapq.heapify(pool.heap)
+        heap = pool.heap
+        skipped: list[tuple[float, int, Lease]] = []  # being committed for another client: few
+        found: IPv4Address | None = None
+        while heap:
+            expires, _, lease = heap[0]
+            if self.by_ip.get(lease.ip) is not lease:
+                heapq.heappop(heap)  # replaced or dropped since: stale
+                continue
+            if expires > now and lease.state != LeaseState.RELEASED:
+                break  # the oldest live lease is still active: nothing to reuse
+            if lease.ip in busy:
+                skipped.append(heapq.heappop(heap))
+                continue
+            found = lease.ip
+            break
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        return found
 
     def offer(self, ip: IPv4Address, client: str, mac: str, *, hold: float, now: float,
               hostname: str | None = None) -> Lease:
