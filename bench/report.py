@@ -130,6 +130,13 @@ def table(doc: dict[str, Any]) -> str:
                      f"{mem['leases']:,} leases ({mem['bytes_per_lease']:.0f} bytes/lease)"),
         ])) + ".")
         lines.append("")
+    costs = doc.get("chain")
+    if costs:
+        lines.append("**DHCP decision cost per packet** (handler chain + ledger in one process, no sockets; must "
+                     "stay flat as the lease table grows) - " + "; ".join(
+                         f"{c['leases']:,} leases: {c['us_per_dora']} us per DORA, {c['us_per_full_pool_discover']} us "
+                         "per DISCOVER on a full pool" for c in costs) + ".")
+        lines.append("")
     rat = doc.get("ratios") or {}
     if rat:
         lines.append("**Ratios** - " + "; ".join(f"{k} {v}" for k, v in rat.items()) + ".")
