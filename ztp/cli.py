@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ztp import __version__
+from ztp.access import access_warnings
 from ztp.agent import cli as agent_cli
 from ztp.check import validate
 from ztp.config import Config, ConfigError, load_config, normalize_mac
@@ -48,6 +49,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problem(s)")
         return 1
     config = snapshot.config
+    for warning in access_warnings(config):
+        print(f"warning: {warning}")
     where = f", interfaces {', '.join(config.interfaces)} ready here" if args.here and config.interfaces else ""
     print(f"ok: {len(config.subnets)} subnets, {len(config.inventory.devices)} devices, every config renders{where}")
     return 0
