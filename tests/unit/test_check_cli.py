@@ -223,3 +223,14 @@ def test_leased_address_is_what_render_uses(tmp_path: Path,
     config = _config_with_leases(tmp_path)
     assert main(["render", "--config", str(config), "--hostname", "leaf02"]) == 0
     assert b"ip address 10.60.0.100/24" in capsysbinary.readouterr().out
+
+
+def test_check_warns_about_open_access(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (REPO / "ztp.yaml").read_text()
+    for name in ("templates", "inventory.yaml", "tftpboot"):
+        (tmp_path / name).symlink_to(REPO / name)
+    (tmp_path / "ztp.yaml").write_text(text + "\nprovisioning:\n  access: open\n")
+    rc, out = check(tmp_path / "ztp.yaml", capsys)
+    assert rc == 0 and any(line.startswith("warning:") and "provisioning.access is 'open'" in line for line in out)
+    rc, out = check(REPO / "ztp.yaml", capsys)
+    assert rc == 0 and not any(line.startswith("warning:") for line in out)
