@@ -19,6 +19,7 @@ from ztp.dhcp.server import DhcpServer
 from ztp.dns.names import build_zone
 from ztp.dns.server import DnsServer, SourceRateLimiter
 from ztp.dns.zone import Zone
+from ztp.http.boot import HttpBoot
 from ztp.http.server import HttpServer
 from ztp.leases.ledger import EventKind, LeaseEvent, Ledger
 from ztp.leases.store import LeaseWriter, database_path, load_leases
@@ -105,14 +106,17 @@ class Appliance:
         self.http: HttpServer | None = None
         if config.http is not None:
             self.http = HttpServer(port=config.http.port, token=config.http.token, log=logging.getLogger("ztp.http"))
+            # HTTP boot: the providers TFTP serves from, asked anew per request (a reload swaps them).
+            self.http.add_routes(HttpBoot(lambda: self.configs, lambda: self.static_root,
+                                          on_delivered=self._served).routes())
         self._reload_task: asyncio.Task[bool] | None = None
         self._reload_again = False
 
     def _content(self) -> ChainedContent:
         """TFTP content: rendered device configs first, then the static root; both behind the access rule."""
         self.access = AccessRule(self.config, self.table)
-        providers: list[ContentProvider] = [RenderedConfigs(self.config, self.renderer, self.table,
-                                                            access=self.access)]
+        self.configs = RenderedConfigs(self.config, self.renderer, self.table, access=self.access)
+        providers: list[ContentProvider] = [self.configs]
         if self.static_root is not None:
             self.static_root.private = self.config.tftp_private
             self.static_root.may_read_private = self.access.known
