@@ -26,6 +26,7 @@ from ztp.leases.store import LeaseWriter, database_path, load_leases
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.net.listen import WILDCARD, listen_addresses
 from ztp.net.sockets import interface_ipv4
+from ztp.privilege import drop_privileges
 from ztp.provision import RenderedConfigs
 from ztp.render import Renderer, TemplateSet
 from ztp.snapshot import Snapshot
@@ -56,6 +57,9 @@ def keep_fixed_settings(old: Config, new: Config) -> tuple[Config, list[str]]:
     if new.listen != old.listen:
         kept.append("listen")
         changes["listen"] = old.listen
+    if new.user != old.user:
+        kept.append("user")  # root is gone after the first switch: another user needs a restart
+        changes["user"] = old.user
     if (old.dns is None) != (new.dns is None):
         kept.append("dns (enabling or disabling it)")
         changes["dns"] = old.dns
@@ -354,6 +358,9 @@ class Appliance:
                 await server.start()
                 started.append(server)
                 log.info("%s started", what)
+            if self.config.user:
+                # Every port and raw socket is open: from here on only what DHCP still needs.
+                drop_privileges(self.config.user, state_dir=self.config.state_dir)
             log.info("ztp serving: %d subnets, %d inventory devices, %d leases on disk",
                      len(self.config.subnets), len(self.config.inventory.devices), len(self.table.by_ip))
             sweeper = asyncio.create_task(self._sweep())

@@ -11,6 +11,7 @@ from ztp.dns.names import zone_problems
 from ztp.leases.store import database_path, load_leases
 from ztp.leases.table import LeaseTable
 from ztp.net.sockets import interface_ipv4
+from ztp.privilege import PrivilegeError, lookup_user
 from ztp.provision import device_view
 from ztp.render import Renderer, RenderError, TemplateSet
 from ztp.snapshot import Snapshot
@@ -39,6 +40,7 @@ def validate(path: Path, *, here: bool = False) -> tuple[Snapshot | None, list[P
         problems += render_problems(config, templates)
     if here:
         problems += missing_interfaces(config)
+        problems += missing_user(config)
     return Snapshot(config, templates), problems
 
 
@@ -90,6 +92,17 @@ def vendor_problems(config: Config, device: Device | None, rendered: bytes) -> l
     if complaint:
         problems.append(Problem(where, line, f"{name} ({profile.name}): {complaint}"))
     return problems
+
+
+def missing_user(config: Config) -> list[Problem]:
+    """`user:` when this host has no such user (`ztp check --here`; `ztp serve` refuses to start then)."""
+    if config.user is None:
+        return []
+    try:
+        lookup_user(config.user)
+    except PrivilegeError as exc:
+        return [Problem(config.path, config.line("user"), str(exc))]
+    return []
 
 
 def missing_interfaces(config: Config) -> list[Problem]:
