@@ -10,7 +10,8 @@ fi
 STAMP=/var/lib/ztp-setup.stamp
 PKGS=(iproute2 iputils-ping procps psmisc python3 python3-venv python3-dev gcc make
       isc-dhcp-client busybox isc-dhcp-relay dnsmasq-base kea-dhcp4-server kea-admin
-      tftp-hpa tftpd-hpa atftp curl dnsutils tshark tcpdump nftables)
+      tftp-hpa tftpd-hpa atftp curl dnsutils tshark tcpdump nftables
+      postgresql)
 if [ "${1:-}" = "--docker" ]; then
   PKGS+=(docker.io debootstrap)
   STAMP=/var/lib/ztp-setup-docker.stamp
@@ -31,7 +32,7 @@ apt-get install -y -q --no-install-recommends "${PKGS[@]}"
 # Belt and braces: if a package's own service was started anyway (a policy-rc.d of someone else's that
 # allowed it), stop that service through its init script. Never stop processes by name: other people's
 # servers run in their own namespaces on this host.
-for d in isc-dhcp-relay dnsmasq kea-dhcp4-server tftpd-hpa; do
+for d in isc-dhcp-relay dnsmasq kea-dhcp4-server tftpd-hpa postgresql; do
   if command -v service >/dev/null 2>&1; then service "$d" stop >/dev/null 2>&1 || true; fi
 done
 echo "${PKGS[*]}" > "$STAMP"

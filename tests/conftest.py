@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.pgcluster import PgCluster, postgres_bin
 from ztp.lab import Lab
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -47,6 +48,27 @@ def lab(require_netns: None) -> Iterator[Lab]:
     """A fresh :class:`ztp.lab.Lab` for one test; torn down afterwards whatever the test did."""
     with Lab() as the_lab:
         yield the_lab
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A throwaway PostgreSQL cluster for the session (unix socket only), stopped by PID at the end."""
+    bindir = postgres_bin()
+    if bindir is None:
+        skip_or_fail("needs PostgreSQL: apt-get install postgresql (scripts/setup-debian.sh)")
+    assert bindir is not None
+    cluster = PgCluster(bindir)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster: PgCluster) -> str:
+    """The DSN of a fresh, empty database on the session's cluster."""
+    return pg_cluster.database()
 
 
 @pytest.fixture

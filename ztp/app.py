@@ -22,7 +22,7 @@ from ztp.dns.zone import Zone
 from ztp.http.boot import HttpBoot
 from ztp.http.server import HttpServer
 from ztp.leases.ledger import EventKind, LeaseEvent, Ledger
-from ztp.leases.store import LeaseWriter, database_path, load_leases
+from ztp.leases.store import LeaseBackend, describe, merge_remote, open_store
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.net.listen import WILDCARD, listen_addresses
 from ztp.net.sockets import interface_ipv4
@@ -48,6 +48,9 @@ def keep_fixed_settings(old: Config, new: Config) -> tuple[Config, list[str]]:
     if new.state_dir != old.state_dir:
         kept.append("state_dir")
         changes["state_dir"] = old.state_dir
+    if new.state != old.state:
+        kept.append("state")
+        changes["state"] = old.state
     if new.dhcp_port != old.dhcp_port:
         kept.append("dhcp.port")
         changes["dhcp_port"] = old.dhcp_port
@@ -89,8 +92,9 @@ class Appliance:
     def __init__(self, config: Config, templates: TemplateSet | None = None) -> None:
         """Build from a validated snapshot: `config` and the `templates` compiled with it (read now if None)."""
         self.config = config
-        self.table = LeaseTable(load_leases(database_path(config.state_dir)))
-        self.writer = LeaseWriter(database_path(config.state_dir))
+        # StoreError (a wrong DSN, an old schema, an unreachable database) stops the start with the fix.
+        self.writer: LeaseBackend = open_store(config)
+        self.table = LeaseTable(self.writer.load())
         self.ledger = Ledger(self.table, self.writer)
         self.ledger.subscribe(self._lease_event)
         self.chain = Chain(config, self.ledger)
@@ -266,6 +270,10 @@ class Appliance:
         elif kind == EventKind.EXPIRED:
             log.info("%s dhcp lease %s expired", lease.mac, lease.ip)
 
+    def _remote_leases(self, rows: list[Lease]) -> None:
+        """Rows another appliance committed to the shared store: into the cache, through the ledger."""
+        merge_remote(self.ledger, rows)
+
     def _bound(self, lease: Lease) -> None:
         if self.zone is None or not lease.hostname:
             return
@@ -349,7 +357,9 @@ class Appliance:
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         self._bind_to_provisioning_network()
-        self.writer.start(loop)
+        # Other appliances' rows (a shared store) reach the cache, DNS and the expiry timer through the ledger.
+        self.writer.start(loop, self._remote_leases)
+        log.info("leases: %s%s", describe(self.config), " (shared)" if self.writer.shared else "")
         started: list[Any] = []
         try:
             for server, what in ((self.tftp, "tftp"), (self.dns, "dns"), (self.http, "http"), (self.dhcp, "dhcp")):

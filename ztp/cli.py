@@ -1,4 +1,4 @@
-"""The `ztp` command line: serve, render, check, leases, agent, relay."""
+"""The `ztp` command line: serve, render, check, leases, db, agent, relay."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from ztp.agent import cli as agent_cli
 from ztp.check import validate
 from ztp.config import Config, ConfigError, load_config, normalize_mac
 from ztp.devices import boot_target
-from ztp.leases.store import database_path, load_leases
-from ztp.leases.table import LeaseTable
+from ztp.leases.store import StoreError, read_leases, upgrade
+from ztp.leases.table import Lease, LeaseTable
 from ztp.provision import device_view
 from ztp.relay import cli as relay_cli
 from ztp.render import Renderer, RenderError
@@ -58,7 +58,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    table = LeaseTable(load_leases(database_path(config.state_dir)))
+    table = LeaseTable(_leases(config))
     inv = config.inventory
     if args.file:
         # The name a device asks TFTP or HTTP for, resolved exactly as the servers resolve it.
@@ -90,7 +90,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_leases(args: argparse.Namespace) -> int:
     config = _load(args.config)
     now = time.time()
-    leases = LeaseTable(load_leases(database_path(config.state_dir))).all()
+    leases = LeaseTable(_leases(config)).all()
     rows = [{"ip": str(x.ip), "mac": x.mac, "client": x.client, "state": x.state_at(now),
              "expires": round(x.expires, 3), "remaining": max(0, int(x.expires - now)),
              "hostname": x.hostname} for x in leases]
@@ -100,6 +100,28 @@ def cmd_leases(args: argparse.Namespace) -> int:
     print(f"{'IP':<16} {'MAC':<18} {'STATE':<14} {'REMAINING':>9}  HOSTNAME")
     for r in rows:
         print(f"{r['ip']:<16} {r['mac']:<18} {r['state']:<14} {r['remaining']:>9}  {r['hostname'] or '-'}")
+    return 0
+
+
+def _leases(config: Config) -> list[Lease]:
+    try:
+        return read_leases(config)
+    except StoreError as exc:
+        print(f"ztp: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    try:
+        what, before, after = upgrade(config)
+    except StoreError as exc:
+        print(f"ztp: {exc}", file=sys.stderr)
+        return 1
+    if before == after:
+        print(f"{what}: schema version {after}, up to date")
+    else:
+        print(f"{what}: schema version {before} -> {after}")
     return 0
 
 
@@ -128,6 +150,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         appliance = Appliance(snapshot.config, snapshot.templates)
         run_loop(appliance.run())
+    except StoreError as exc:
+        logging.error("ztp: %s; nothing was started", exc)
+        return 1
     except PermissionError as exc:
         logging.error("ztp: %s (binding ports 67/69/53 needs root or CAP_NET_BIND_SERVICE)", exc)
         return 1
@@ -166,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     leases.add_argument("--config", required=True)
     leases.add_argument("--json", action="store_true")
     leases.set_defaults(func=cmd_leases)
+
+    db = sub.add_parser("db", help="the lease database (state:)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_upgrade = db_sub.add_parser("upgrade", help="create or migrate the lease database's schema (SQLite or "
+                                                   "PostgreSQL), then exit")
+    db_upgrade.add_argument("--config", required=True)
+    db_upgrade.set_defaults(func=cmd_db_upgrade)
 
     agent = sub.add_parser("agent", help="emulate a switch (or a fleet) booting with ZTP")
     agent_cli.add_arguments(agent)

@@ -107,8 +107,15 @@ class HttpModel(_Strict):
     token: str | None = Field(default=None, min_length=16)
 
 
+class StateModel(_Strict):
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    dsn: str | None = None
+    refresh: float = Field(default=30.0, gt=0, le=3600)
+
+
 class ConfigModel(_Strict):
     state_dir: str = "./state"
+    state: StateModel = Field(default_factory=StateModel)
     templates: str = "./templates"
     inventory: str = "./inventory.yaml"
     log_level: str = "info"
@@ -280,6 +287,15 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StateSettings:
+    """Where leases are kept (`state:`): ztp.leases.store."""
+
+    backend: str = "sqlite"  # sqlite (under state_dir) or postgresql (shared by several appliances)
+    dsn: str | None = None  # libpq connection string or URI (postgresql only)
+    refresh: float = 30.0  # seconds between re-reads of rows other appliances wrote (besides LISTEN/NOTIFY)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole appliance configuration, paths resolved."""
 
@@ -317,6 +333,7 @@ class Config:
     ping_check: bool = True  # ICMP echo before offering an address with no current binding
     ping_timeout: float = 0.5
     user: str | None = None  # ztp serve switches to this user once its ports are bound
+    state: StateSettings = StateSettings()  # the lease store (state_dir holds the SQLite one)
     http: HttpSettings | None = None  # None: no HTTP listener
 
     def line(self, *loc: int | str) -> int:
@@ -470,7 +487,21 @@ def check_config(path: Path) -> tuple[Config | None, list[Problem]]:
         relays=tuple(model.dhcp.relays), rate_limit=model.dhcp.rate_limit,
         relay_rate_limit=model.dhcp.relay_rate_limit, ping_check=model.dhcp.ping_check,
         ping_timeout=model.dhcp.ping_timeout, user=model.user,
+        state=_state(path, tree, model, problems),
     ), problems
+
+
+def _state(path: Path, tree: Any, model: ConfigModel, problems: list[Problem]) -> StateSettings:
+    state = model.state
+    if state.backend == "postgresql" and not state.dsn:
+        problems.append(Problem(path, line_of(tree, ["state", "backend"]),
+                                'state.backend: postgresql needs state.dsn (e.g. dsn: "postgresql://ztp@db/ztp"; '
+                                "the password can come from PGPASSWORD or ~/.pgpass)"))
+    if state.backend == "sqlite" and state.dsn:
+        problems.append(Problem(path, line_of(tree, ["state", "dsn"]),
+                                "state.dsn is only used with state.backend: postgresql (SQLite lives in state_dir); "
+                                "set the backend or remove the dsn"))
+    return StateSettings(backend=state.backend, dsn=state.dsn, refresh=state.refresh)
 
 
 def _build_subnets(path: Path, tree: Any, model: ConfigModel, problems: list[Problem]) -> list[Subnet]:

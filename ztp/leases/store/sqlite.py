@@ -1,8 +1,11 @@
-"""The lease database: SQLite in WAL mode with synchronous=FULL, one writer thread, group commit.
+"""The embedded lease store (the default): SQLite in WAL mode with synchronous=FULL, one writer thread,
+group commit.
 
 RFC 2131 §3.1 (2) and §4.3.2: the server commits the binding to persistent storage before sending the
 DHCPACK. `LeaseWriter.commit()` returns an awaitable that completes only after fsync; requests arriving
 while a transaction is being written are gathered into the next one, so durability costs no throughput.
+The schema is versioned (`schema_version`) and upgraded in place when the database is opened
+(`ztp db upgrade` does the same without serving).
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from ztp.leases.table import Lease, LeaseState
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS leases (
+# Version n's statements take a version n-1 database to version n. A database written before versioning
+# (a `leases` table and no `schema_version`) is version 1: its CREATE is a no-op.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    ("""CREATE TABLE IF NOT EXISTS leases (
     ip       TEXT PRIMARY KEY,
     client   TEXT NOT NULL,
     mac      TEXT NOT NULL,
@@ -25,8 +30,9 @@ CREATE TABLE IF NOT EXISTS leases (
     expires  REAL NOT NULL,
     updated  REAL NOT NULL,
     hostname TEXT
+)""",),
 )
-"""
+SCHEMA_VERSION = len(MIGRATIONS)
 _UPSERT = ("INSERT OR REPLACE INTO leases (ip, client, mac, state, expires, updated, hostname) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
@@ -41,8 +47,49 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute(_SCHEMA)
+    _upgrade(conn)
     return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The database's schema version: 0 when empty, 1 for a database written before versioning."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "schema_version" in tables:
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+    return 1 if "leases" in tables else 0
+
+
+def _upgrade(conn: sqlite3.Connection) -> tuple[int, int]:
+    conn.execute("BEGIN IMMEDIATE")  # one upgrader at a time (two processes opening one state_dir)
+    try:
+        before = schema_version(conn)
+        if before > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"lease database schema version {before} is newer than this ztp's "
+                                        f"({SCHEMA_VERSION}): upgrade ztp")
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied REAL NOT NULL)")
+        for version in range(before + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version - 1]:
+                conn.execute(statement)
+        if conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0 or before < SCHEMA_VERSION:
+            conn.execute("INSERT INTO schema_version (version, applied) VALUES (?, strftime('%s', 'now'))",
+                         (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return before, SCHEMA_VERSION
+
+
+def upgrade(path: Path) -> tuple[int, int]:
+    """Create or migrate the database at `path`: (version before, version after)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        return _upgrade(conn)
+    finally:
+        conn.close()
 
 
 def load_leases(path: Path) -> list[Lease]:
@@ -66,9 +113,15 @@ def _row(lease: Lease) -> tuple[str, str, str, str, float, float, str | None]:
 
 
 class LeaseWriter:
-    """Persists leases from the event loop; a dedicated thread batches them into fsync'd transactions."""
+    """Persists leases from the event loop; a dedicated thread batches them into fsync'd transactions.
+
+    The embedded `ztp.leases.store.LeaseBackend`: one appliance owns the file, so nothing is shared.
+    """
+
+    shared = False
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._conn = _connect(path)
         self._cond = threading.Condition()
         self._pending: list[tuple[Lease, asyncio.Future[None] | None]] = []
@@ -78,8 +131,13 @@ class LeaseWriter:
         self.transactions = 0
         self.rows = 0
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the writer thread; futures are completed on `loop`."""
+    def load(self) -> list[Lease]:
+        """Every lease row (call before `start`)."""
+        return load_leases(self.path)
+
+    def start(self, loop: asyncio.AbstractEventLoop,
+              on_remote: Callable[[list[Lease]], None] | None = None) -> None:
+        """Start the writer thread; futures are completed on `loop` (`on_remote` is never called: no peers)."""
         self._loop = loop
         self._thread.start()
 

@@ -1,0 +1,183 @@
+"""Two `ztp serve` on one segment sharing one PostgreSQL (issue 13), with real clients, in namespaces.
+
+    srv-a:s1 10.60.0.1/21 ─┐
+    srv-b:s1 10.60.0.2/21 ─┼─ seg(br0) ─ dev / fleet (no address until DHCP)
+
+Both appliances answer; the database decides who gets an address. PostgreSQL is the session's throwaway
+cluster on a unix socket (tests/pgcluster.py): nothing listens on an interface of the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.integration.appliance import REPO
+from ztp.lab import Lab, ensure_neighbour_capacity
+
+ZTP = [sys.executable, "-m", "ztp"]
+ENV = {"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+SERVERS = {"a": "10.60.0.1", "b": "10.60.0.2"}
+
+
+def _config(tmp: Path, name: str, dsn: str, *, lease_time: int) -> Path:
+    """One appliance's config: its own state_dir and interface address, the shared inventory, templates,
+    pools and database."""
+    inv = tmp / "inventory.yaml"
+    if not inv.exists():
+        inv.write_text((REPO / "inventory.yaml").read_text())
+    cfg = tmp / f"ztp-{name}.yaml"
+    cfg.write_text(f"""state_dir: {tmp / f'state-{name}'}
+state:
+  backend: postgresql
+  dsn: "{dsn}"
+templates: {REPO / 'templates'}
+inventory: {inv}
+dhcp:
+  interfaces: [s1]
+  lease_time: {lease_time}
+  subnets:
+    - network: 10.60.0.0/21
+      pool: 10.60.1.0-10.60.7.250
+      routers: [10.60.0.1]
+      dns_servers: [10.60.0.1]
+      domain: lab.test
+tftp:
+  root: {REPO / 'tftpboot'}
+""")
+    return cfg
+
+
+@dataclass
+class Pair:
+    """Two appliances on one segment and one database."""
+
+    lab: Lab
+    tmp: Path
+    dsn: str
+    seg: str = ""
+    ns: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    configs: dict[str, Path] = field(default_factory=dict)
+
+    def log(self, name: str) -> Path:
+        return self.tmp / f"serve-{name}.log"
+
+    def start(self, lease_time: int = 3600) -> None:
+        self.seg = self.lab.segment("seg")
+        for name, addr in SERVERS.items():
+            self.ns[name] = self.lab.ns(f"srv{name}")
+            self.lab.attach(self.seg, self.ns[name], "s1", addr=f"{addr}/21")
+            self.configs[name] = _config(self.tmp, name, self.dsn, lease_time=lease_time)
+        up = subprocess.run([*ZTP, "db", "upgrade", "--config", str(self.configs["a"])], capture_output=True,
+                            text=True, timeout=60, check=False, env={**os.environ, **ENV})
+        assert up.returncode == 0 and "schema version 0 -> 1" in up.stdout, up.stdout + up.stderr
+        for name in SERVERS:
+            self.procs[name] = self.lab.spawn(self.ns[name], [*ZTP, "serve", "--config", str(self.configs[name]),
+                                                              "--log-level", "debug"], log=self.log(name), env=ENV)
+        for name in SERVERS:
+            proc, ns = self.procs[name], self.ns[name]
+            self.lab.wait_for(lambda p=proc, n=ns: (self.lab.udp_listening(n, 67) and self.lab.udp_listening(n, 69))
+                              or p.poll() is not None, 30, f"ztp serve {name} listening")
+            assert proc.poll() is None, self.log(name).read_text()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one appliance by the PID we started (a crash: nothing is flushed or released)."""
+        self.lab.stop(self.procs.pop(name), sig=signal.SIGKILL)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(client, ip, state) of every lease row in the shared database."""
+        with psycopg.connect(self.dsn) as conn:
+            return [(c, ip, s) for c, ip, s in conn.execute("SELECT client, host(ip), state FROM leases")]
+
+
+@pytest.fixture
+def pair(lab: Lab, tmp_path: Path, pg_dsn: str) -> Pair:
+    return Pair(lab=lab, tmp=tmp_path, dsn=pg_dsn)
+
+
+def _agent(lab: Lab, ns: str, *args: str, timeout: float) -> tuple[int, dict[str, Any], str]:
+    res = subprocess.run(["ip", "netns", "exec", ns, *ZTP, "agent", "--interface", "eth0", "--json", *args],
+                         capture_output=True, text=True, timeout=timeout, check=False, env={**os.environ, **ENV})
+    try:
+        out = json.loads(res.stdout) if res.stdout.strip() else {}
+    except json.JSONDecodeError:
+        out = {"unparsed": res.stdout}
+    return res.returncode, out, res.stderr
+
+
+def test_two_appliances_give_a_fleet_no_address_twice(pair: Pair) -> None:
+    pair.start()
+    fleet = pair.lab.ns("fleet")
+    pair.lab.attach(pair.seg, fleet, "eth0")
+    count = 300
+    ensure_neighbour_capacity(4096)
+    code, out, err = _agent(pair.lab, fleet, "--count", str(count), "--concurrency", "100", "--mac-prefix",
+                            "02:5a:00", "--out", str(pair.tmp / "out"), "--timeout", "60", "--no-progress",
+                            timeout=240)
+    assert code == 0, f"{out.get('failed_reasons')}\n{err[-3000:]}"
+    assert out["provisioned"] == count and out["failed"] == 0
+    devices = out["devices"]
+    ips = Counter(d["ip"] for d in devices)
+    assert len(ips) == count, f"granted twice: {[ip for ip, n in ips.items() if n > 1]}"
+    served = Counter(d["server_id"] for d in devices)
+    assert set(served) == set(SERVERS.values()), served  # both appliances granted leases
+    # The database agrees with the agents, device by device, and holds one row per address.
+    rows = pair.rows()
+    bound = {ip: client for client, ip, state in rows if state == "bound"}
+    assert len(bound) == count
+    by_mac = {d["mac"]: d["ip"] for d in devices}
+    assert {bound[ip] for ip in by_mac.values()} == set(bound.values())
+    # Each appliance knows the other's leases (its cache): both logs show ACKs, neither refused a config.
+    for name in SERVERS:
+        text = pair.log(name).read_text(errors="replace")
+        assert "-> ACK" in text and "Traceback" not in text, text[-3000:]
+
+
+def test_a_client_keeps_its_address_when_its_appliance_dies(pair: Pair) -> None:
+    """Short lease (T1 = 10 s, T2 = 17.5 s): the appliance that granted it is killed; renewals unicast to it
+    time out, the broadcast REBINDING reaches the survivor, which ACKs the same address from the shared
+    lease."""
+    pair.start(lease_time=20)
+    dev = pair.lab.ns("dev")
+    mac = "02:5a:01:00:00:01"
+    pair.lab.attach(pair.seg, dev, "eth0", mac=mac)
+    log = pair.tmp / "agent.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(["ip", "netns", "exec", dev, *ZTP, "agent", "--interface", "eth0", "--json",
+                                 "--out", str(pair.tmp / "out"), "--timeout", "30", "--stay", "45",
+                                 "--arp-probes", "1"],
+                                stdout=subprocess.PIPE, stderr=fh, env={**os.environ, **ENV})
+    try:
+        pair.lab.wait_for(lambda: " bound " in log.read_text(errors="replace"), 40, "the agent bound")
+        bound = re.search(r" bound ([\d.]+)/\d+ server ([\d.]+)", log.read_text())
+        assert bound is not None, log.read_text()
+        ip, server = bound.group(1), bound.group(2)
+        granted_by = next(n for n, a in SERVERS.items() if a == server)
+        survivor = next(n for n in SERVERS if n != granted_by)
+        # The survivor's cache has the binding before the crash (LISTEN/NOTIFY), not only in the database.
+        pair.kill(granted_by)
+        pair.lab.wait_for(lambda: "rebound" in log.read_text(errors="replace"), 40, "a rebinding to the survivor")
+        proc.send_signal(signal.SIGTERM)
+        stdout, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = json.loads(stdout)
+    assert out["ip"] == ip and out["rebinds"] >= 1 and out["naks"] == 0, out
+    assert out["server_id"] == SERVERS[survivor], out
+    text = pair.log(survivor).read_text(errors="replace")
+    assert re.search(rf"{mac} dhcp REQUEST \(rebinding\) -> ACK {re.escape(ip)}\b", text), text[-3000:]
+    assert [s for _, i, s in pair.rows() if i == ip] == ["bound"]

@@ -1,0 +1,389 @@
+"""The lease-store interface, one semantics suite run against both backends (SQLite and a real, throwaway
+PostgreSQL), then what only a shared store does: the database refuses a second client for an address, the
+loser's cache learns the winner, other appliances' rows reach the cache, the schema is versioned."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ztp.config import Config, Subnet
+from ztp.leases.ledger import ChangeKind, LeaseChange, Ledger
+from ztp.leases.store import (
+    LeaseBackend,
+    LeaseConflict,
+    LeaseWriter,
+    StoreError,
+    StoreUnavailable,
+    database_path,
+    merge_remote,
+)
+from ztp.leases.store import sqlite as sqlite_store
+from ztp.leases.store.postgres import SCHEMA_VERSION, PostgresStore, read_rows, redact, upgrade
+from ztp.leases.table import Lease, LeaseState, LeaseTable
+
+T0 = 1_000.0
+POOL = Subnet(network=IPv4Network("10.60.0.0/16"), pool_start=IPv4Address("10.60.0.10"),
+              pool_end=IPv4Address("10.60.0.20"), routers=(), dns_servers=(), domain=None, lease_time=60,
+              options={}, line=1)
+
+
+def lease(n: int, *, client: str | None = None, state: LeaseState = LeaseState.BOUND, updated: float = T0,
+          expires: float | None = None, hostname: str | None = None) -> Lease:
+    return Lease(ip=IPv4Address(0x0A3C0000 + n), client=client or f"id:{n:04x}",
+                 mac=f"02:00:00:00:{n >> 8:02x}:{n & 255:02x}", state=state,
+                 expires=expires if expires is not None else updated + 3600, updated=updated, hostname=hostname)
+
+
+Factory = Callable[[], LeaseBackend]
+Reader = Callable[[], dict[str, str]]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Factory, Reader]]:
+    """(a factory of stores on one database, a reader of `ip -> state` on a separate connection)."""
+    if request.param == "sqlite":
+        path = database_path(tmp_path / "state")
+
+        def read_sqlite() -> dict[str, str]:
+            conn = sqlite3.connect(str(path))
+            try:
+                return dict(conn.execute("SELECT ip, state FROM leases").fetchall())
+            finally:
+                conn.close()
+        yield (lambda: LeaseWriter(path)), read_sqlite
+        return
+    dsn: str = request.getfixturevalue("pg_dsn")
+    upgrade(dsn)
+
+    def read_pg() -> dict[str, str]:
+        with psycopg.connect(dsn) as conn:
+            return {r[0]: r[1] for r in conn.execute("SELECT host(ip), state FROM leases").fetchall()}
+    yield (lambda: PostgresStore(dsn)), read_pg
+
+
+def run(coro_fn: Callable[[], object]) -> None:
+    asyncio.run(coro_fn())  # type: ignore[arg-type]
+
+
+# --- the same semantics on both ------------------------------------------------------------------------
+
+def test_commit_completes_only_once_another_connection_sees_the_row(backend: tuple[Factory, Reader]) -> None:
+    make, read = backend
+
+    async def main() -> None:
+        store = make()
+        store.start(asyncio.get_running_loop())
+        try:
+            for n in range(1, 6):
+                await asyncio.wait_for(store.commit(lease(n)), 10)
+                assert read()[str(lease(n).ip)] == "bound"
+        finally:
+            store.close()
+    run(main)
+
+
+def test_group_commit_writes_many_commits_in_few_transactions(backend: tuple[Factory, Reader]) -> None:
+    make, read = backend
+    count = 300
+
+    async def main() -> None:
+        store = make()
+        store.start(asyncio.get_running_loop())
+        try:
+            await asyncio.wait_for(asyncio.gather(*[store.commit(lease(n)) for n in range(count)]), 30)
+        finally:
+            store.close()
+        transactions = store.transactions  # type: ignore[attr-defined]
+        assert 1 <= transactions <= count // 10, transactions
+    run(main)
+    assert len(read()) == count
+
+
+def test_load_after_close_returns_every_field(backend: tuple[Factory, Reader]) -> None:
+    make, _ = backend
+    written = [lease(1, hostname="leaf01"), lease(2, state=LeaseState.RELEASED, expires=T0),
+               lease(3, state=LeaseState.DECLINED)]
+
+    async def main() -> None:
+        store = make()
+        store.start(asyncio.get_running_loop())
+        try:
+            await asyncio.gather(*[store.commit(x) for x in written])
+        finally:
+            store.close()
+    run(main)
+    again = make()
+    try:
+        assert sorted(again.load(), key=lambda x: x.ip) == written
+    finally:
+        again.close()
+
+
+def test_a_newer_row_of_the_same_client_replaces_the_old(backend: tuple[Factory, Reader]) -> None:
+    make, _ = backend
+
+    async def main() -> None:
+        store = make()
+        store.start(asyncio.get_running_loop())
+        try:
+            await store.commit(lease(1))
+            await store.commit(lease(1, updated=T0 + 50, hostname="renewed"))
+        finally:
+            store.close()
+    run(main)
+    again = make()
+    try:
+        (only,) = again.load()
+        assert only.updated == T0 + 50 and only.hostname == "renewed"
+    finally:
+        again.close()
+
+
+def test_the_ledger_applies_nothing_before_the_store_has_it(backend: tuple[Factory, Reader]) -> None:
+    make, read = backend
+
+    async def main() -> None:
+        store = make()
+        store.start(asyncio.get_running_loop())
+        table = LeaseTable()
+        ledger = Ledger(table, store)
+        outcome: list[BaseException | None] = []
+        x = lease(7)
+        ledger.commit(LeaseChange(ChangeKind.BIND, x), outcome.append)
+        assert table.by_ip == {}
+        for _ in range(200):
+            if outcome:
+                break
+            await asyncio.sleep(0.01)
+        try:
+            assert outcome == [None] and table.by_ip[x.ip] == x and read()[str(x.ip)] == "bound"
+        finally:
+            store.close()
+    run(main)
+
+
+# --- schema versions ------------------------------------------------------------------------------------
+
+def test_sqlite_schema_is_versioned_and_a_pre_version_database_is_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "leases.sqlite3"
+    conn = sqlite3.connect(str(path))
+    conn.execute("CREATE TABLE leases (ip TEXT PRIMARY KEY, client TEXT NOT NULL, mac TEXT NOT NULL, "
+                 "state TEXT NOT NULL, expires REAL NOT NULL, updated REAL NOT NULL, hostname TEXT)")
+    conn.execute("INSERT INTO leases VALUES ('10.60.0.1', 'a', 'a', 'bound', 5, 1, NULL)")
+    conn.commit()
+    conn.close()
+    assert sqlite_store.upgrade(path) == (1, sqlite_store.SCHEMA_VERSION)
+    assert sqlite_store.upgrade(path) == (sqlite_store.SCHEMA_VERSION, sqlite_store.SCHEMA_VERSION)
+    assert [x.client for x in sqlite_store.load_leases(path)] == ["a"]  # rows kept
+    assert sqlite_store.upgrade(tmp_path / "new" / "leases.sqlite3") == (0, sqlite_store.SCHEMA_VERSION)
+
+
+def test_postgresql_schema_is_created_by_upgrade_and_required_by_serve(pg_dsn: str) -> None:
+    with pytest.raises(StoreError, match=r"ztp.yaml:3: .*schema version 0, this ztp needs .*ztp db upgrade"):
+        PostgresStore(pg_dsn, where="ztp.yaml:3")
+    assert upgrade(pg_dsn) == (0, SCHEMA_VERSION)
+    assert upgrade(pg_dsn) == (SCHEMA_VERSION, SCHEMA_VERSION)
+    PostgresStore(pg_dsn).close()
+    assert read_rows(pg_dsn) == []
+
+
+def test_an_unreachable_database_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
+    dsn = f"postgresql://ztp:s3cret@/ztp?host={tmp_path}&port=1"
+    with pytest.raises(StoreUnavailable, match="ztp.yaml:4: cannot reach the lease database") as err:
+        PostgresStore(dsn, where="ztp.yaml:4")
+    assert "s3cret" not in str(err.value)
+    assert redact("host=db password=s3cret dbname=ztp") == "host=db password=*** dbname=ztp"
+
+
+# --- what only the shared store does ---------------------------------------------------------------------
+
+@pytest.fixture
+def shared(pg_dsn: str) -> str:
+    upgrade(pg_dsn)
+    return pg_dsn
+
+
+def test_a_second_client_for_an_active_address_loses_and_its_cache_learns_the_winner(shared: str) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = PostgresStore(shared), PostgresStore(shared)
+        table_b = LeaseTable()
+        ledger_b = Ledger(table_b, b)
+        a.start(loop)
+        b.start(loop, lambda rows: merge_remote(ledger_b, rows))
+        try:
+            x = lease(1, client="c1")
+            await a.commit(x)
+            # b has not heard of it yet (offer decided from a stale cache): the database refuses.
+            stale = lease(1, client="c2", updated=T0 + 1)
+            outcome: list[BaseException | None] = []
+            ledger_b.commit(LeaseChange(ChangeKind.BIND, stale), outcome.append)
+            for _ in range(300):
+                if outcome:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(outcome) == 1 and isinstance(outcome[0], LeaseConflict)
+            assert outcome[0].current == x
+            # Nothing of the loser was applied; the winner is in the cache, so it is not offered again.
+            assert table_b.by_ip[x.ip] == x and table_b.lease_of("c2") is None
+            chosen = ledger_b.choose(POOL, "c2", reserved=None, requested=x.ip, now=T0 + 2)
+            assert chosen is not None and chosen != x.ip
+        finally:
+            a.close()
+            b.close()
+        assert {r.client for r in read_rows(shared)} == {"c1"}
+    run(main)
+
+
+def test_released_expired_and_own_rows_can_be_taken(shared: str) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = PostgresStore(shared), PostgresStore(shared)
+        a.start(loop)
+        b.start(loop)
+        try:
+            await a.commit(lease(1, client="c1"))
+            await a.commit(lease(1, client="c1", state=LeaseState.RELEASED, updated=T0 + 5, expires=T0 + 5))
+            await b.commit(lease(1, client="c2", updated=T0 + 6))  # released: free
+            await a.commit(lease(2, client="c3", expires=T0 + 10))
+            await b.commit(lease(2, client="c4", updated=T0 + 11))  # run out: free
+            await a.commit(lease(3, client="c5", state=LeaseState.DECLINED, expires=T0 + 600))
+            with pytest.raises(LeaseConflict):
+                await b.commit(lease(3, client="c6", updated=T0 + 20))  # quarantined
+            await b.commit(lease(3, client="c5", updated=T0 + 21))  # the same client's row: its own
+        finally:
+            a.close()
+            b.close()
+        assert {str(r.ip): r.client for r in read_rows(shared)} == {
+            str(lease(1).ip): "c2", str(lease(2).ip): "c4", str(lease(3).ip): "c5"}
+    run(main)
+
+
+def test_other_appliances_rows_reach_the_cache_but_not_our_own(shared: str) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        seen: list[Lease] = []
+        a, b = PostgresStore(shared), PostgresStore(shared)
+        a.load()
+        b.load()
+        a.start(loop, seen.extend)
+        b.start(loop)
+        try:
+            await asyncio.sleep(0.3)  # a's listener is listening
+            await a.commit(lease(1, client="mine"))
+            theirs = lease(2, client="theirs", hostname="leaf02")
+            await b.commit(theirs)
+            deadline = time.monotonic() + 5
+            while theirs not in seen and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert seen == [theirs]
+        finally:
+            a.close()
+            b.close()
+    run(main)
+
+
+def test_rows_written_while_not_listening_are_caught_up(shared: str) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        b = PostgresStore(shared)
+        b.start(loop)
+        a = PostgresStore(shared, refresh=0.2)
+        a.load()
+        try:
+            early = lease(4, client="early")
+            await b.commit(early)  # before a listens: the catch-up on connect reads it
+            seen: list[Lease] = []
+            a.start(loop, seen.extend)
+            deadline = time.monotonic() + 5
+            while early not in seen and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert early in seen
+        finally:
+            a.close()
+            b.close()
+    run(main)
+
+
+def test_merge_skips_stale_rows_and_replaces_offers() -> None:
+    table = LeaseTable()
+    ledger = Ledger(table)
+    events: list[str] = []
+    ledger.subscribe(lambda e: events.append(e.kind.value))
+    new = lease(1, client="c1", updated=T0 + 10)
+    assert merge_remote(ledger, [new]) == 1 and table.by_ip[new.ip] == new
+    assert merge_remote(ledger, [lease(1, client="c0", updated=T0)]) == 0  # older than what we know
+    assert merge_remote(ledger, [new]) == 0  # the same row twice
+    table.offer(lease(2).ip, "c9", "c9", hold=30, now=T0 + 100)  # our offer, newer than their binding
+    theirs = lease(2, client="c2", updated=T0 + 50)
+    assert merge_remote(ledger, [theirs]) == 1 and table.by_ip[theirs.ip] == theirs
+    assert table.lease_of("c9") is None  # the offer is gone: a REQUEST for it is refused
+    released = dataclasses.replace(new, state=LeaseState.RELEASED, updated=T0 + 20, expires=T0 + 20)
+    assert merge_remote(ledger, [released]) == 1
+    assert events == ["bound", "bound", "released"]
+
+
+# --- configuration ----------------------------------------------------------------------------------------
+
+def _config_with(tmp_path: Path, state: str) -> Path:
+    from tests.integration.appliance import write_config
+
+    return write_config(tmp_path, dns=False, config_extra=state)
+
+
+def test_state_defaults_to_sqlite_under_state_dir(tmp_path: Path) -> None:
+    from ztp.config import load_config
+    from ztp.leases.store import describe
+
+    config = load_config(_config_with(tmp_path, ""))
+    assert config.state.backend == "sqlite" and config.state.dsn is None
+    assert describe(config) == f"sqlite {tmp_path / 'state' / 'leases.sqlite3'}"
+
+
+def test_state_postgresql_is_read_and_described_without_its_password(tmp_path: Path) -> None:
+    from ztp.config import load_config
+    from ztp.leases.store import describe
+
+    config = load_config(_config_with(tmp_path, 'state:\n  backend: postgresql\n  dsn: "postgresql://ztp:pw@db/ztp"\n'
+                                                "  refresh: 5\n"))
+    assert (config.state.backend, config.state.dsn, config.state.refresh) == \
+        ("postgresql", "postgresql://ztp:pw@db/ztp", 5.0)
+    assert describe(config) == "postgresql postgresql://ztp:***@db/ztp"
+
+
+@pytest.mark.parametrize(("state", "message"), [
+    ("state:\n  backend: postgresql\n", "state.backend: postgresql needs state.dsn"),
+    ("state:\n  dsn: host=db\n", "state.dsn is only used with state.backend: postgresql"),
+])
+def test_state_problems_name_the_line(tmp_path: Path, state: str, message: str) -> None:
+    from ztp.config import check_config
+
+    path = _config_with(tmp_path, state)
+    _, problems = check_config(path)
+    line = path.read_text().splitlines().index(state.splitlines()[1]) + 1
+    assert [(p.line, message in p.message) for p in problems] == [(line, True)]
+
+
+def test_a_reload_keeps_the_lease_store(tmp_path: Path) -> None:
+    from ztp.app import keep_fixed_settings
+    from ztp.config import StateSettings
+
+    old = dataclasses.replace(_loaded(tmp_path), state=StateSettings())
+    new = dataclasses.replace(old, state=StateSettings(backend="postgresql", dsn="host=db"))
+    kept, names = keep_fixed_settings(old, new)
+    assert kept.state == old.state and "state" in names
+
+
+def _loaded(tmp_path: Path) -> Config:
+    from ztp.config import load_config
+
+    return load_config(_config_with(tmp_path, ""))
