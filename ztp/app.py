@@ -12,6 +12,8 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from ztp.access import AccessRule, access_warnings
+from ztp.api.metrics import ApplianceCollector, Metrics
+from ztp.api.routes import OperatorApi
 from ztp.check import validate
 from ztp.config import Config, Problem
 from ztp.dhcp.chain import Chain
@@ -30,8 +32,13 @@ from ztp.privilege import drop_privileges
 from ztp.provision import RenderedConfigs
 from ztp.render import Renderer, TemplateSet
 from ztp.snapshot import Snapshot
+from ztp.syslog.server import SyslogServer
 from ztp.tftp.content import ChainedContent, ContentProvider, StaticRoot
 from ztp.tftp.server import TftpServer
+from ztp.timeline.machine import Event, Kind, Stage, Timeouts
+from ztp.timeline.recorder import Recorder, Retention, config_revision
+from ztp.timeline.sources import lease_key
+from ztp.timeline.store import SqliteTimelineStore
 
 log = logging.getLogger("ztp")
 SWEEP_SECONDS = 5.0
@@ -76,6 +83,9 @@ def keep_fixed_settings(old: Config, new: Config) -> tuple[Config, list[str]]:
             dns_changes["forwarders"] = old.dns.forwarders
         if dns_changes:
             changes["dns"] = dataclasses.replace(new.dns, **dns_changes)
+    if old.syslog != new.syslog:
+        kept.append("syslog")
+        changes["syslog"] = old.syslog
     if (old.http is None) != (new.http is None):
         kept.append("http (enabling or disabling it)")
         changes["http"] = old.http
@@ -99,6 +109,14 @@ class Appliance:
         self.ledger.subscribe(self._lease_event)
         self.chain = Chain(config, self.ledger)
         self.renderer = Renderer(config, templates)
+        # The device timeline (issue 11): fed by the ledger, DHCP, rendering, TFTP and syslog; its events live
+        # in the lease database's file (ztp.timeline.store), batched off the packet paths.
+        tl = config.timeline
+        self.recorder = Recorder(config, self.table, SqliteTimelineStore.in_lease_database(config.state_dir),
+                                 timeouts=Timeouts(offered=tl.offer_timeout, bound=tl.fetch_timeout),
+                                 retention=Retention(tl.retention_days * 86400, tl.events_per_device,
+                                                     tl.max_devices), revision=config_revision(config))
+        self.ledger.subscribe(self.recorder.lease)
         self.dns: DnsServer | None = None
         self.zone: Zone | None = None
         if config.dns is not None:
@@ -110,6 +128,11 @@ class Appliance:
                                max_blksize=config.tftp_max_blksize, max_sessions=config.tftp_max_sessions,
                                max_sessions_per_peer=config.tftp_max_sessions_per_peer)
         self.tftp.on_complete = self._served
+        self.tftp.on_transfer = self.recorder.transfer
+        self.dhcp.observe = self.recorder.dhcp
+        self.syslog: SyslogServer | None = None
+        if config.syslog is not None:
+            self.syslog = SyslogServer(self._syslog_sender, self._syslog_message, port=config.syslog.port)
         # The one HTTP listener; features add their routes here, before run() starts it (ztp.http.server).
         self.http: HttpServer | None = None
         if config.http is not None:
@@ -117,6 +140,11 @@ class Appliance:
             # HTTP boot: the providers TFTP serves from, asked anew per request (a reload swaps them).
             self.http.add_routes(HttpBoot(lambda: self.configs, lambda: self.static_root,
                                           on_delivered=self._served).routes())
+            self.metrics = Metrics(ApplianceCollector(self.recorder, lambda: self.config, self.table,
+                                                      lambda: self.dhcp.counters, lambda: self.tftp.counters,
+                                                      time.time))
+            self.api = OperatorApi(self.recorder, lambda: self.config, self.table, self.metrics)
+            self.http.add_routes(self.api.routes())
         self._reload_task: asyncio.Task[bool] | None = None
         self._reload_again = False
 
@@ -124,6 +152,7 @@ class Appliance:
         """TFTP content: rendered device configs first, then the static root; both behind the access rule."""
         self.access = AccessRule(self.config, self.table)
         self.configs = RenderedConfigs(self.config, self.renderer, self.table, access=self.access)
+        self.configs.on_render = self.recorder.rendered
         providers: list[ContentProvider] = [self.configs]
         if self.static_root is not None:
             self.static_root.private = self.config.tftp_private
@@ -237,6 +266,8 @@ class Appliance:
         if config.tftp_root != (self.static_root.root if self.static_root is not None else None):
             self.static_root = StaticRoot(config.tftp_root) if config.tftp_root is not None else None
         self.tftp.content = self._content()
+        self.recorder.config = config
+        self.recorder.revision = config_revision(config)
         self.tftp.max_blksize = config.tftp_max_blksize
         self.tftp.quota.resize(config.tftp_max_sessions, config.tftp_max_sessions_per_peer)
         self.dhcp.interfaces = frozenset(config.interfaces)
@@ -313,6 +344,19 @@ class Appliance:
         if self.zone is not None:
             self.zone.remove_host(name)
 
+    def _syslog_sender(self, ip: IPv4Address) -> str | None:
+        """The timeline key of the device holding `ip` (syslog attribution), or None."""
+        lease = self.table.by_ip.get(ip)
+        if lease is not None and lease.state == LeaseState.BOUND:
+            return lease_key(self.config, lease)
+        return None
+
+    def _syslog_message(self, key: str, ip: str, text: str, now: float) -> None:
+        """A device's syslog line: only the first one after its config was delivered matters (confirmation)."""
+        status = self.recorder.machine.status(key)
+        if status is not None and status.state == Stage.DELIVERED:
+            self.recorder.post(Event(key, now, Kind.SYSLOG, f"syslog from {ip}: {text}", status.mac, ip))
+
     def _served(self, peer_ip: str, filename: str, nbytes: int) -> None:
         log.info("%s provisioned: %s (%d bytes) delivered", self.describe_peer(peer_ip), filename, nbytes)
 
@@ -346,6 +390,8 @@ class Appliance:
         if self.http is not None and self.config.http is not None:
             explicit = self.config.http.listen
             self.http.hosts = tuple(listen_addresses((), explicit) if explicit else addresses)
+        if self.syslog is not None:
+            self.syslog.hosts = tuple(addresses)
         for warning in access_warnings(self.config):
             log.warning("%s", warning)
 
@@ -362,7 +408,10 @@ class Appliance:
         log.info("leases: %s%s", describe(self.config), " (shared)" if self.writer.shared else "")
         started: list[Any] = []
         try:
-            for server, what in ((self.tftp, "tftp"), (self.dns, "dns"), (self.http, "http"), (self.dhcp, "dhcp")):
+            await self.recorder.start()
+            started.append(self.recorder)
+            for server, what in ((self.tftp, "tftp"), (self.dns, "dns"), (self.http, "http"), (self.syslog, "syslog"),
+                                 (self.dhcp, "dhcp")):
                 if server is None:
                     continue
                 await server.start()

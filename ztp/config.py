@@ -101,6 +101,18 @@ class DnsModel(_Strict):
     rate_limit: float = Field(default=200.0, ge=0)
 
 
+class TimelineModel(_Strict):
+    retention_days: float = Field(default=14, gt=0, le=3650)
+    events_per_device: int = Field(default=500, ge=10, le=1_000_000)
+    max_devices: int = Field(default=100_000, ge=1, le=10_000_000)
+    offer_timeout: float = Field(default=60, ge=1, le=86400)
+    fetch_timeout: float = Field(default=300, ge=1, le=86400)
+
+
+class SyslogModel(_Strict):
+    port: int = Field(default=514, ge=0, le=65535)
+
+
 class HttpModel(_Strict):
     port: int = Field(default=80, ge=0, le=65535)
     listen: list[IPv4Address] = Field(default_factory=list)
@@ -126,6 +138,8 @@ class ConfigModel(_Strict):
     listen: list[IPv4Address] = Field(default_factory=list)
     provisioning: ProvisioningModel = Field(default_factory=ProvisioningModel)
     http: HttpModel | None = None
+    timeline: TimelineModel = Field(default_factory=TimelineModel)
+    syslog: SyslogModel | None = None
 
 
 class DefaultsModel(_Strict):
@@ -276,6 +290,24 @@ class DnsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TimelineSettings:
+    """The `timeline:` section: how long device history is kept and when a stalled stage counts as failed."""
+
+    retention_days: float = 14
+    events_per_device: int = 500
+    max_devices: int = 100_000
+    offer_timeout: float = 60
+    fetch_timeout: float = 300
+
+
+@dataclass(frozen=True, slots=True)
+class SyslogSettings:
+    """The `syslog:` section: the receiver that confirms devices run their config (udp `port`)."""
+
+    port: int = 514
+
+
+@dataclass(frozen=True, slots=True)
 class HttpSettings:
     """The `http:` section: the one HTTP listener (API, dashboard, metrics, HTTP boot)."""
 
@@ -335,6 +367,8 @@ class Config:
     user: str | None = None  # ztp serve switches to this user once its ports are bound
     state: StateSettings = StateSettings()  # the lease store (state_dir holds the SQLite one)
     http: HttpSettings | None = None  # None: no HTTP listener
+    timeline: TimelineSettings = field(default_factory=TimelineSettings)
+    syslog: SyslogSettings | None = None  # None: no syslog receiver
 
     def line(self, *loc: int | str) -> int:
         """The line in `path` of the deepest key along `loc` (e.g. `"dns", "zone"`) that the file has."""
@@ -484,6 +518,8 @@ def check_config(path: Path) -> tuple[Config | None, list[Problem]]:
         decline_hold=model.dhcp.decline_hold, bootp=model.dhcp.bootp, bootp_lease_time=model.dhcp.bootp_lease_time,
         http=None if model.http is None else HttpSettings(port=model.http.port, listen=tuple(model.http.listen),
                                                           token=model.http.token),
+        timeline=TimelineSettings(**model.timeline.model_dump()),
+        syslog=None if model.syslog is None else SyslogSettings(port=model.syslog.port),
         relays=tuple(model.dhcp.relays), rate_limit=model.dhcp.rate_limit,
         relay_rate_limit=model.dhcp.relay_rate_limit, ping_check=model.dhcp.ping_check,
         ping_timeout=model.dhcp.ping_timeout, user=model.user,

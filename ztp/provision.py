@@ -70,6 +70,8 @@ class RenderedConfigs:
         self.table = table
         self.on_error = on_error
         self.access = access
+        # Told of every render (view, path, template, bytes, seconds): the device timeline and metrics.
+        self.on_render: Callable[[DeviceView, str, str | None, bytes, float], None] | None = None
         self._refusals = RepeatGate(time.monotonic)  # one line per peer and file per 10 s, however many asks
 
     def view_for_path(self, path: str) -> DeviceView | None:
@@ -121,6 +123,9 @@ class RenderedConfigs:
                 self.on_error(view.mac, exc)
             raise TftpRefusal(ERR_NOT_DEFINED, f"config for {view.hostname} cannot be rendered: "
                                                f"{exc.message} ({exc.file}:{exc.line})"[:400]) from None
+        seconds = time.perf_counter() - start
         log.info("%s render %s (%s) %d bytes in %.1f ms for %s", view.mac, path, self.renderer.template_for(view),
-                 len(data), (time.perf_counter() - start) * 1000, peer[0])
+                 len(data), seconds * 1000, peer[0])
+        if self.on_render is not None:
+            self.on_render(view, path, self.renderer.template_for(view), data, seconds)
         return data

@@ -20,6 +20,7 @@ Exit status (one device):
     7  address conflict: every address offered was in use (DECLINEd) until --timeout
     8  the boot server's name could not be resolved with the option 6 DNS servers
     9  offers but no ACK within --timeout
+   10  provisioned, but --confirm could not reach the appliance's API (or was refused)
 Exit status (fleet): 0 when every device was provisioned, 1 otherwise.
 
 --client-id TEXT becomes option 61 as type 0 followed by TEXT; ``hex:...`` gives the raw value.
@@ -33,10 +34,12 @@ import asyncio
 import json
 import logging
 import math
+import os
 import signal
 import sys
 from pathlib import Path
 
+from ztp.agent.confirm import post_confirm
 from ztp.agent.device import (
     EXIT_ERROR,
     AgentOptions,
@@ -53,6 +56,7 @@ from ztp.agent.tftp_client import TftpOptions
 from ztp.net.sockets import interface_mac
 
 log = logging.getLogger("ztp.agent")
+EXIT_CONFIRM = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (xids, jitter)")
     parser.add_argument("--no-progress", action="store_true", help="no fleet progress output")
     parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output on stderr")
+    parser.add_argument("--confirm", action="store_true",
+                        help="once provisioned, POST /api/devices/<mac>/confirm to the appliance (issue 11)")
+    parser.add_argument("--confirm-url", metavar="URL",
+                        help="the appliance's HTTP API (default: http://<DHCP server id>)")
+    parser.add_argument("--token", default=os.environ.get("ZTP_TOKEN"),
+                        help="http.token for --confirm (default: $ZTP_TOKEN)")
 
 
 def _options(args: argparse.Namespace, *, fleet: bool) -> AgentOptions:
@@ -158,6 +168,12 @@ async def _main(args: argparse.Namespace) -> int:
             if not fleet:
                 result = await Device(specs[0], link, host, opts).run(stop)
                 _print_result(result, args.json)
+                if args.confirm and result.provisioned:
+                    base = args.confirm_url or f"http://{result.server_id}"
+                    ok, said = await asyncio.to_thread(post_confirm, base, result.mac, args.token)
+                    print(f"{result.mac}: confirm -> {said}", file=sys.stderr)
+                    if not ok:
+                        return EXIT_CONFIRM
                 return result.exit_code
             progress = Progress(len(specs), enabled=not args.no_progress)
             summary = await run_fleet(specs, opts, concurrency=args.concurrency, link=link, host=host,

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 
 from ztp.dhcp import packet as p
 from ztp.dhcp.chain import Chain
-from ztp.dhcp.exchange import Ingress
+from ztp.dhcp.exchange import Ingress, Proposal
 from ztp.dhcp.packet import DhcpPacket, MalformedPacket
 from ztp.dhcp.reply import LIMITED_BROADCAST, Destination, destination
 from ztp.leases.ledger import LeaseChange, Ledger
@@ -59,6 +59,8 @@ class DhcpServer:
         self.port = port
         self.clock = clock
         self.counters: Counter[str] = Counter()
+        # Told of every decided request (packet, ingress, proposal, now): the timeline queues it, O(1).
+        self.observe: Callable[[DhcpPacket, Ingress, Proposal, float], None] | None = None
         self._ifaces = InterfaceTable()
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -149,8 +151,9 @@ class DhcpServer:
 
     def _decide(self, pkt: DhcpPacket, ingress: Ingress, cleared: IPv4Address | None, probes: int) -> None:
         """Run the chain over a request (again, with `cleared`, once a probe went unanswered) and act on it."""
+        now = self.clock()
         try:
-            proposal = self.chain.handle(pkt, ingress, self.clock(), cleared=cleared)
+            proposal = self.chain.handle(pkt, ingress, now, cleared=cleared)
         except MalformedPacket as exc:
             self.counters["malformed"] += 1
             log.debug("%s dhcp malformed option dropped: %s", pkt.mac, exc)
@@ -163,6 +166,8 @@ class DhcpServer:
         if proposal.probe is not None:
             self._probe(pkt, ingress, proposal.probe, proposal.change, probes)
             return
+        if self.observe is not None:
+            self.observe(pkt, ingress, proposal, now)
         reply, change = proposal.reply, proposal.change
         if change is None:
             if reply is None:

@@ -29,6 +29,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -55,6 +56,22 @@ _SESSION_RECV = 2048  # ACK and ERROR are small; anything longer is truncated ga
 _BUSY_REPORT_SECONDS = 10.0  # at most one "server busy" log line per interval
 
 log_default = logging.getLogger("ztp.tftp")
+
+
+@dataclass(frozen=True, slots=True)
+class TransferNote:
+    """What `TftpServer.on_transfer` hears: a transfer started, finished, failed or was refused (timeline)."""
+
+    kind: str  # "started", "finished", "failed", "refused"
+    peer: str
+    filename: str
+    size: int = 0
+    bytes_sent: int = 0
+    seconds: float = 0.0
+    options: tuple[tuple[str, str], ...] = ()  # accepted blksize, windowsize, ...
+    retransmits: int = 0
+    reason: str = ""  # failed: the session's reason; refused: the refusal's message
+    code: int = 0  # refused: the TFTP error code sent
 
 
 def _printable(name: str) -> str:
@@ -236,6 +253,7 @@ class TftpServer:
         self.max_timeout = max_timeout
         self.stall_limit = stall_limit
         self.on_complete: Callable[[str, str, int], None] | None = None
+        self.on_transfer: Callable[[TransferNote], None] | None = None  # once per transfer: start and end
         self.counters: dict[str, int] = dict.fromkeys(
             ("rrq", "wrq_refused", "completed", "failed", "malformed", "refused", "active", "busy",
              "internal_error", "duplicate_rrq", "stray", "bytes_sent", "retransmits"), 0)
@@ -420,6 +438,9 @@ class TftpServer:
                 self.log.info("%stftp RRQ %s -> refused: %s (error %d)%s", prefix, name, refusal.message,
                               refusal.code, f" ({held} more refused since the last report)" if held else "")
             self._reply(error_datagram(refusal.code, refusal.message), peer, local, ifindex, listener)
+            if self.on_transfer is not None:
+                self.on_transfer(TransferNote("refused", peer[0], req.filename, reason=refusal.message,
+                                              code=refusal.code))
             return None
         except Exception:
             self.counters["internal_error"] += 1
@@ -443,6 +464,9 @@ class TftpServer:
         self.log.info("%stftp RRQ %s %s%s", prefix, name, req.mode, f" {opts}" if opts else "")
         self._transfers[peer] = transfer
         self.counters["active"] = len(self._transfers)
+        if self.on_transfer is not None:
+            self.on_transfer(TransferNote("started", peer[0], req.filename, size=session.size,
+                                          options=tuple(session.accepted.items())))
         return transfer
 
     def _busy(self, peer: tuple[str, int], filename: str, why: str) -> None:
@@ -526,6 +550,11 @@ class TftpServer:
         what = f"{transfer.prefix}tftp RRQ {_printable(transfer.filename)}{' ' + opts if opts else ''}"
         self.counters["bytes_sent"] += session.bytes_sent
         self.counters["retransmits"] += session.retransmits
+        if self.on_transfer is not None:
+            self.on_transfer(TransferNote("finished" if session.done else "failed", transfer.peer[0],
+                                          transfer.filename, size=session.size, bytes_sent=session.bytes_sent,
+                                          seconds=elapsed_ms / 1000, options=tuple(session.accepted.items()),
+                                          retransmits=session.retransmits, reason=session.failed or ""))
         if session.done:
             self.counters["completed"] += 1
             extra = f", {session.retransmits} retransmit(s)" if session.retransmits else ""
