@@ -10,7 +10,7 @@ fi
 STAMP=/var/lib/ztp-setup.stamp
 PKGS=(iproute2 iputils-ping procps psmisc python3 python3-venv python3-dev gcc make
       isc-dhcp-client busybox isc-dhcp-relay dnsmasq-base kea-dhcp4-server kea-admin
-      tftp-hpa tftpd-hpa atftp curl dnsutils tshark tcpdump nftables
+      tftp-hpa tftpd-hpa atftp curl dnsutils tshark tcpdump nftables strace
       postgresql)
 if [ "${1:-}" = "--docker" ]; then
   PKGS+=(docker.io debootstrap)

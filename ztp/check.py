@@ -49,10 +49,14 @@ def render_problems(config: Config, templates: TemplateSet | None = None) -> lis
 
     A template that does not compile is reported once by its TemplateSet, not again for each device using it.
     """
-    table = LeaseTable(load_leases(database_path(config.state_dir)))
+    problems: list[Problem] = []
+    try:
+        table = LeaseTable(load_leases(database_path(config.state_dir)))
+    except OSError as exc:  # ztp serve would refuse to start on it too
+        problems.append(Problem(config.path, config.line("state_dir"), str(exc)))
+        table = LeaseTable()
     renderer = Renderer(config, templates)
     reported = {(str(p.path), p.line, p.message) for p in renderer.templates.problems}
-    problems: list[Problem] = []
     sample = next((s.pool_start for s in config.subnets if s.pool_start is not None), None)
     views = [device_view(config, table, device=d, mac=None) for d in config.inventory.devices]
     if config.inventory.default_template:

@@ -92,19 +92,33 @@ def upgrade(path: Path) -> tuple[int, int]:
         conn.close()
 
 
+class LeaseDatabaseError(OSError):
+    """The lease database exists but cannot be read. Starting with an empty table instead would hand out
+    again every address it holds (duplicate addresses on the network), so `ztp serve` stops."""
+
+
 def load_leases(path: Path) -> list[Lease]:
-    """Every lease row on disk (an empty list when there is no database yet)."""
+    """Every lease row on disk (an empty list when there is no database yet, or it has no rows yet);
+    LeaseDatabaseError naming the file and the reason when it cannot be read."""
     if not path.exists():
         return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT ip, client, mac, state, expires, updated, hostname FROM leases").fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
-    return [Lease(ip=IPv4Address(r[0]), client=r[1], mac=r[2], state=LeaseState(r[3]), expires=r[4],
-                  updated=r[5], hostname=r[6]) for r in rows]
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("SELECT ip, client, mac, state, expires, updated, hostname FROM leases").fetchall()
+        finally:
+            conn.close()
+        return [Lease(ip=IPv4Address(r[0]), client=r[1], mac=r[2], state=LeaseState(r[3]), expires=r[4],
+                      updated=r[5], hostname=r[6]) for r in rows]
+    except sqlite3.OperationalError as exc:
+        if str(exc) == "no such table: leases":
+            return []  # created but never written to: the writer creates the table
+        error: Exception = exc
+    except (sqlite3.Error, ValueError) as exc:  # not a database, corrupt, or rows that are not leases
+        error = exc
+    raise LeaseDatabaseError(f"lease database {path} cannot be read: {error}. Not starting with an empty lease "
+                             "table (its addresses would be handed out again): restore the file from a backup, "
+                             "or move it away to start with no leases")
 
 
 def _row(lease: Lease) -> tuple[str, str, str, str, float, float, str | None]:
