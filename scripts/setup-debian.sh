@@ -11,7 +11,7 @@ STAMP=/var/lib/ztp-setup.stamp
 PKGS=(iproute2 iputils-ping procps psmisc python3 python3-venv python3-dev gcc make
       isc-dhcp-client busybox isc-dhcp-relay dnsmasq-base kea-dhcp4-server kea-admin
       tftp-hpa tftpd-hpa atftp curl dnsutils tshark tcpdump nftables strace
-      postgresql)
+      postgresql chromium chromium-driver bsdutils)
 if [ "${1:-}" = "--docker" ]; then
   PKGS+=(docker.io debootstrap)
   STAMP=/var/lib/ztp-setup-docker.stamp

@@ -10,7 +10,7 @@ const ztp = (() => {
     for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
     return e;
   };
-  const age = (s) => s < 60 ? `${Math.floor(s)} s` : s < 3600 ? `${Math.floor(s / 60)} min` : `${Math.floor(s / 3600)} h`;
+  const age = (t) => { const s = Math.max(0, t); return s < 60 ? `${Math.floor(s)} s` : s < 3600 ? `${Math.floor(s / 60)} min` : `${Math.floor(s / 3600)} h`; };
   const clock = (t) => new Date(t * 1000).toLocaleTimeString();
   const serverNow = () => Date.now() / 1000 + skew;
 

@@ -1,0 +1,71 @@
+"""Drive the dashboard in headless Chromium (Debian's chromium + chromium-driver), run inside a namespace.
+
+    python browser.py URL KEY SCREENSHOT_DIR
+
+Opens URL, waits for device KEY's row to say `bound`, prints "SEEN bound" (the test then confirms the
+device), waits for the same row to say `confirmed` *without a reload* (a marker set on the first page load
+must survive), opens the device's timeline page, saves screenshots and prints one JSON line of findings.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+
+def wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def main(url: str, key: str, shots: Path) -> None:
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,800", "--no-proxy-server", f"--user-data-dir={shots / 'profile'}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get(url)
+        driver.execute_script("window.__ztpFirstLoad = 'yes';")
+        row = f"device-{key}"
+
+        def state() -> str | None:
+            found = driver.find_elements(By.ID, row)
+            return found[0].get_attribute("data-state") if found else None
+
+        wait(lambda: state() == "bound", 30, f"{key} bound on the dashboard")
+        bound_count = driver.find_element(By.CSS_SELECTOR, "#count-bound b").text
+        driver.save_screenshot(str(shots / "dashboard-bound.png"))
+        print("SEEN bound", flush=True)
+        wait(lambda: state() == "confirmed", 30, f"{key} confirmed on the dashboard (live)")
+        marker = driver.execute_script("return window.__ztpFirstLoad || null;")
+        live = driver.find_element(By.ID, "live").text
+        confirmed_count = driver.find_element(By.CSS_SELECTOR, "#count-confirmed b").text
+        driver.save_screenshot(str(shots / "dashboard.png"))
+        driver.find_element(By.CSS_SELECTOR, f"#{row} a").click()
+        wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")) >= 3, 20, "timeline rows")
+        kinds = [tr.get_attribute("data-kind") for tr in driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")]
+        page_state = driver.find_element(By.ID, "state").text
+        driver.save_screenshot(str(shots / "device.png"))
+        print(json.dumps({"marker": marker, "live": live, "bound_count": bound_count,
+                          "confirmed_count": confirmed_count, "kinds": kinds, "page_state": page_state,
+                          "url": driver.current_url}), flush=True)
+    finally:
+        driver.quit()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], Path(sys.argv[3]))
