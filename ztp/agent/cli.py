@@ -9,6 +9,12 @@ A fleet (boot storm)::
 
     ztp agent --interface eth0 --count N [--concurrency C] [--mac-prefix PREFIX] [--json]
 
+Booting like a vendor's switch (ztp.agent.profiles): its options 55/60/61/77, its way of reading the reply
+and of fetching (HTTP or TFTP, the ONIE waterfall, the POAP script's MD5 line); a fleet can mix them::
+
+    ztp agent --interface eth0 --profile eos|sonic|cumulus|junos|nxos-poap|iosxe-pnp|onie|generic [--serial S]
+    ztp agent --interface eth0 --profile-mix eos=10,junos=5,onie=5 [--json]
+
 Exit status (one device):
     0  provisioned: leased, boot file fetched (and written to --out)
     1  other error (no permission for the packet socket, interface, address configuration, writing)
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -39,6 +46,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ztp.agent import profiles
 from ztp.agent.confirm import post_confirm
 from ztp.agent.device import (
     EXIT_ERROR,
@@ -77,6 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mac-prefix", default=DEFAULT_MAC_PREFIX,
                         help=f"fleet MACs are PREFIX + device number (default {DEFAULT_MAC_PREFIX})")
     parser.add_argument("--broadcast", action="store_true", help="set the BOOTP broadcast flag (RFC 2131 §4.1)")
+    parser.add_argument("--profile", help="boot like this vendor profile (eos, sonic, cumulus, junos, nxos-poap, "
+                                          "iosxe-pnp, onie, generic)")
+    parser.add_argument("--profile-mix", help="fleet of NAME=COUNT,... profiles (the count is their sum)")
+    parser.add_argument("--serial", help="serial number a profile sends (default ZTP + the MAC's hex digits)")
     parser.add_argument("--blksize", type=int, default=1468, help="TFTP blksize to ask for (0: do not ask)")
     parser.add_argument("--windowsize", type=int, default=8, help="TFTP windowsize to ask for (1: do not ask)")
     parser.add_argument("--no-tsize", action="store_true", help="do not ask for the TFTP transfer size")
@@ -112,14 +124,29 @@ def _specs(args: argparse.Namespace, own_mac: bytes) -> list[DeviceSpec]:
     client_id = client_id_from_text(args.client_id) if args.client_id else None
     if args.count is None:
         mac = mac_bytes(args.mac).hex(":") if args.mac else own_mac.hex(":")
-        return [DeviceSpec(mac=mac, hostname=args.hostname, vendor_class=args.vendor_class,
-                           client_id=client_id, broadcast=args.broadcast)]
-    return [
-        DeviceSpec(mac=mac, hostname=f"{args.hostname}-{i}" if args.hostname else None,
-                   vendor_class=args.vendor_class,
-                   client_id=client_id + str(i).encode() if client_id else None, broadcast=args.broadcast)
-        for i, mac in enumerate(fleet_macs(args.mac_prefix, args.count), start=1)
-    ]
+        spec = DeviceSpec(mac=mac, hostname=args.hostname, vendor_class=args.vendor_class,
+                          client_id=client_id, broadcast=args.broadcast)
+        return [_profiled(spec, args.profile, args.serial)] if args.profile else [spec]
+    mix = profiles.parse_mix(args.profile_mix) if args.profile_mix else [(args.profile, args.count)]
+    names = [name for name, n in mix for _ in range(n)]
+    specs = []
+    for i, mac in enumerate(fleet_macs(args.mac_prefix, args.count), start=1):
+        spec = DeviceSpec(mac=mac, hostname=f"{args.hostname}-{i}" if args.hostname else None,
+                          vendor_class=args.vendor_class,
+                          client_id=client_id + str(i).encode() if client_id else None, broadcast=args.broadcast)
+        name = names[i - 1]
+        specs.append(_profiled(spec, name, f"{args.serial}{i}" if args.serial else None) if name else spec)
+    return specs
+
+
+def _profiled(spec: DeviceSpec, name: str, serial: str | None) -> DeviceSpec:
+    """`spec` with a vendor profile's fingerprint (explicit --vendor-class/--client-id still win)."""
+    profile = profiles.resolve(name)
+    serial = serial or profiles.default_serial(spec.mac)
+    vendor_class, client_id, user_class, prl = profiles.fingerprint_options(profile, serial=serial, mac=spec.mac)
+    return dataclasses.replace(spec, profile=profile.name, serial=serial, user_class=user_class,
+                               parameter_list=prl, vendor_class=spec.vendor_class or vendor_class,
+                               client_id=spec.client_id or client_id)
 
 
 def _print_result(res: DeviceResult, as_json: bool) -> None:
@@ -201,6 +228,22 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose:
         level = logging.DEBUG if args.verbose > 1 else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.profile_mix:
+        try:
+            total = sum(n for _, n in profiles.parse_mix(args.profile_mix))
+        except ValueError as exc:
+            print(f"ztp agent: --profile-mix: {exc}", file=sys.stderr)
+            return 2
+        if args.count is not None and args.count != total:
+            print(f"ztp agent: --count {args.count} differs from the --profile-mix total {total}", file=sys.stderr)
+            return 2
+        args.count = total
+    if args.profile:
+        try:
+            profiles.resolve(args.profile)
+        except ValueError as exc:
+            print(f"ztp agent: --profile: {exc}", file=sys.stderr)
+            return 2
     if args.count is not None and args.count < 1:
         print("ztp agent: --count must be at least 1", file=sys.stderr)
         return 2

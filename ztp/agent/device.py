@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -77,6 +78,10 @@ class DeviceSpec:
     vendor_class: str | None = None
     client_id: bytes | None = None
     broadcast: bool = False
+    profile: str | None = None  # a vendor profile (ztp.agent.profiles): its fingerprint and way of fetching
+    serial: str | None = None
+    user_class: bytes | None = None
+    parameter_list: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +136,10 @@ class DeviceResult:
     rebinds: int = 0
     tftp_retransmits: int = 0
     released: bool = False
+    profile: str | None = None  # the vendor profile booted as (ztp agent --profile)
+    transport: str | None = None  # how the config came: tftp or http
+    fetched: list[str] = field(default_factory=list)  # every URL the profile's flow tried, in order
+    verified: list[str] = field(default_factory=list)  # what was checked the vendor's way (md5 line, JSON...)
 
     @property
     def provisioned(self) -> bool:
@@ -292,12 +301,16 @@ class Device:
         self.host = host
         self.opts = opts
         self.mac = rawsock.mac_bytes(spec.mac)
+        config = ClientConfig(mac=spec.mac, hostname=spec.hostname, vendor_class=spec.vendor_class,
+                              client_id=spec.client_id, broadcast=spec.broadcast, decline_wait=opts.decline_wait,
+                              user_class=spec.user_class)
+        if spec.parameter_list:
+            config = dataclasses.replace(config, parameter_list=spec.parameter_list)
         self.client = DhcpClient(
-            ClientConfig(mac=spec.mac, hostname=spec.hostname, vendor_class=spec.vendor_class,
-                         client_id=spec.client_id, broadcast=spec.broadcast, decline_wait=opts.decline_wait),
+            config,
             rng or random.Random(),
         )
-        self.result = DeviceResult(mac=self.client.chaddr[:6].hex(":"))
+        self.result = DeviceResult(mac=self.client.chaddr[:6].hex(":"), profile=spec.profile)
         self._queue: asyncio.Queue[rawsock.UdpFrame] = asyncio.Queue()
         self._server_mac: bytes | None = None
         self._configured: Lease | None = None
@@ -526,7 +539,11 @@ class Device:
     # -- boot ------------------------------------------------------------------------------------------
 
     async def _boot(self, lease: Lease, deadline: float) -> None:
+        if self.spec.profile and self.spec.profile not in ("generic", "generic-tftp"):
+            await self._boot_profile(lease, deadline)
+            return
         res = self.result
+        res.transport = "tftp"
         target = boot_target(lease.ack)
         res.boot_file, res.boot_server_source = target.file, target.server_source
         if target.file is None:
@@ -549,6 +566,74 @@ class Device:
         res.sha256 = hashlib.sha256(data).hexdigest()
         if self.opts.out_dir is not None:
             res.path = str(self._write(target.file, data))
+
+    async def _boot_profile(self, lease: Lease, deadline: float) -> None:
+        """Read the ACK and fetch the way the vendor does (ztp.agent.profiles), following documents."""
+        from ztp.agent import profiles  # the vendor tables load only for --profile runs
+
+        res = self.result
+        profile = profiles.resolve(self.spec.profile or "")
+        serial = self.spec.serial or profiles.default_serial(res.mac)
+        local = str(lease.address) if self.host.enabled else "0.0.0.0"
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            step = profiles.plan(profile, lease.ack, serial=serial, mac=res.mac)
+        except (profiles.PlanError, ValueError) as exc:
+            raise DeviceFailure("boot", f"{profile.name}: {exc}", EXIT_NO_BOOT_FILE) from None
+        self._stage("fetch")
+        for _ in range(4):  # a document leads to at most a couple more fetches (POAP script -> config)
+            data, fetch = await self._try_fetches(step, local, deadline)
+            res.verified.append(step.what)
+            if step.follow is None:
+                break
+            try:
+                step = step.follow(data)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise DeviceFailure("verify", f"{step.what} from {fetch.url}: {exc}", EXIT_TFTP) from None
+        res.timings["tftp"] = loop.time() - t0
+        res.boot_file, res.boot_server, res.transport = fetch.url, fetch.server or None, fetch.transport
+        res.bytes = len(data)
+        res.sha256 = hashlib.sha256(data).hexdigest()
+        if self.opts.out_dir is not None:
+            res.path = str(self._write(fetch.name, data))
+
+    async def _try_fetches(self, step: Any, local: str, deadline: float) -> tuple[bytes, Any]:
+        res = self.result
+        failures: list[str] = []
+        for fetch in step.fetches:
+            res.fetched.append(fetch.url)
+            try:
+                if fetch.transport == "http":
+                    data = await self._http_get(fetch.name, fetch.headers, local, deadline)
+                else:
+                    data = await self._fetch(fetch.server, fetch.name, local, deadline)
+            except DeviceFailure as exc:
+                failures.append(f"{fetch.url}: {exc.reason}")
+                continue
+            problem = step.verify(data)
+            if problem:
+                raise DeviceFailure("verify", f"{step.what} from {fetch.url}: {problem}", EXIT_TFTP)
+            return data, fetch
+        raise DeviceFailure("fetch", f"no {step.what}: " + "; ".join(failures[-3:]), EXIT_TFTP)
+
+    async def _http_get(self, url: str, headers: tuple[tuple[str, str], ...], local: str, deadline: float) -> bytes:
+        import aiohttp  # only devices that fetch over HTTP need it
+
+        loop = asyncio.get_running_loop()
+        left = deadline - loop.time()
+        if left <= 0:
+            raise DeviceFailure("http", f"{url}: overall timeout {self.opts.timeout:g}s reached", EXIT_TFTP)
+        connector = aiohttp.TCPConnector(local_addr=(local, 0) if local != "0.0.0.0" else None, force_close=True)
+        try:
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=left)) as web:
+                async with web.get(url, headers=dict(headers)) as response:
+                    body = await response.read()
+                    if response.status != 200:
+                        raise DeviceFailure("http", f"{url}: HTTP {response.status}", EXIT_TFTP)
+                    return body
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise DeviceFailure("http", f"{url}: {type(exc).__name__}: {exc}", EXIT_TFTP) from None
 
     async def _resolve(self, name: str, lease: Lease, local: str, deadline: float) -> str:
         raw = lease.ack.options.get(opt.DNS_SERVERS, b"")

@@ -64,6 +64,7 @@ class ClientConfig:
     client_id: bytes | None = None
     broadcast: bool = False
     parameter_list: tuple[int, ...] = DEFAULT_PARAMETER_LIST
+    user_class: bytes | None = None  # option 77 as sent (a vendor profile's, ztp.agent.profiles)
     #: REQUEST retransmissions in REQUESTING before falling back to INIT (RFC 2131 §4.4.1 leaves it open).
     request_retries: int = 4
     #: RFC 2131 §3.1 step 5: wait at least ten seconds after a DHCPDECLINE before restarting.
@@ -483,6 +484,8 @@ class DhcpClient:
             options[opt.HOST_NAME] = cfg.hostname.encode()
         if cfg.vendor_class:
             options[opt.VENDOR_CLASS] = cfg.vendor_class.encode()
+        if cfg.user_class:
+            options[77] = cfg.user_class  # RFC 3004
         options[opt.PARAMETER_LIST] = bytes(cfg.parameter_list)
 
     def _packet(self, xid: int, options: dict[int, bytes], *, ciaddr: IPv4Address = ZERO_IP, secs: int,
