@@ -131,7 +131,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     config = _load(args.config)
     try:
         result = explain(config, stored_leases(config), mac=args.mac, hostname=args.hostname, now=time.time(),
-                         giaddr=args.giaddr)
+                         giaddr=args.giaddr, profile=args.profile)
     except ExplainError as exc:
         print(f"ztp: {exc}", file=sys.stderr)
         return 2
@@ -230,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain_who.add_argument("--mac")
     explain_who.add_argument("--hostname")
     explain.add_argument("--giaddr", help="simulate the DISCOVER relayed by this relay address")
+    explain.add_argument("--profile", help="send the DISCOVER with this vendor profile's fingerprint (eos, sonic, "
+                         "cumulus, junos, nxos-poap, iosxe-pnp, onie, generic)")
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(func=cmd_explain)
 

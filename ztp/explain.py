@@ -28,6 +28,7 @@ from ztp.leases.store import database_path, load_leases
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.net.sockets import interface_ipv4
 from ztp.render import DeviceView, Renderer
+from ztp.vendors.boot import describe_option
 
 _XID = 0x5A7E_0001
 
@@ -125,13 +126,19 @@ def _layer(config: Config, device: Device | None, subnet: Subnet | None, code: i
     if config.global_options.get(code) == value:
         return "global"
     return {"LayeredOptions": "subnet (network)", "BootFile": "boot file", "LeaseTime": "lease time",
-            "ServerId": "server id", "HostName": "inventory hostname", "Assemble": "message"}.get(added_by,
+            "ServerId": "server id", "HostName": "inventory hostname", "Assemble": "message",
+            "VendorOptions": "vendor profile"}.get(added_by,
                                                                                                   added_by)
 
 
 def explain(config: Config, leases: Sequence[Lease], *, mac: str | None = None, hostname: str | None = None,
-            now: float = 0.0, giaddr: str | None = None) -> Explanation:
-    """Run a DISCOVER for the device through the chain and say why each part of the reply is what it is."""
+            now: float = 0.0, giaddr: str | None = None, profile: str | None = None) -> Explanation:
+    """Run a DISCOVER for the device through the chain and say why each part of the reply is what it is.
+
+    `profile` (``ztp explain --profile eos``): the DISCOVER carries that vendor's fingerprint (options 55,
+    60, 61, 77, as `ztp agent --profile` sends them, with the device's inventory serial), so the reply shows
+    the options that family gets on the wire.
+    """
     inv = config.inventory
     device: Device | None = None
     if hostname is not None:
@@ -148,6 +155,20 @@ def explain(config: Config, leases: Sequence[Lease], *, mac: str | None = None, 
     opts: dict[int, bytes] = {o.MESSAGE_TYPE: bytes((p.DISCOVER,))}
     if device is not None and device.client_id and device.mac != mac:
         opts[o.CLIENT_ID] = b"\x00" + device.client_id.encode()
+    if profile is not None:
+        from ztp.agent.profiles import default_serial, fingerprint_options, resolve
+
+        try:
+            vendor = resolve(profile)
+        except ValueError as exc:
+            raise ExplainError(str(exc)) from None
+        serial = device.serial if device is not None and device.serial else default_serial(mac)
+        vendor_class, client_id, user_class, prl = fingerprint_options(vendor, serial=serial, mac=mac)
+        opts[o.PARAMETER_LIST] = bytes(prl)
+        for code, raw in ((o.VENDOR_CLASS, vendor_class.encode() if vendor_class else None),
+                          (o.CLIENT_ID, client_id), (77, user_class)):
+            if raw is not None:
+                opts[code] = raw
     relayed = giaddr is not None or (device is not None and
                                      (device.circuit_id is not None or device.remote_id is not None))
     if device is not None and (device.circuit_id is not None or device.remote_id is not None):
@@ -199,7 +220,7 @@ def explain(config: Config, leases: Sequence[Lease], *, mac: str | None = None, 
         out.address_rule = "chosen by the address handler"
     for code, value in reply.options.items():
         try:
-            shown = o.decode_value(code, value)
+            shown = describe_option(code, value) or o.decode_value(code, value)
         except Exception:  # noqa: BLE001 - an odd value is still shown, as hex
             shown = value.hex()
         out.options.append({"code": code, "name": o.OPTION_NAMES.get(code, f"option-{code}"),

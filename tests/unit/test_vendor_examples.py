@@ -34,3 +34,21 @@ def test_vendor_examples_pass_ztp_check() -> None:
 def test_the_main_example_still_passes() -> None:
     snapshot, problems = validate(REPO / "ztp.yaml")
     assert problems == [] and snapshot is not None
+
+
+def test_explain_shows_what_each_profile_gets_on_the_wire() -> None:
+    from ztp.config import load_config
+    from ztp.explain import explain
+
+    config = load_config(EXAMPLE)
+    cases = {"junos-leaf1": ("junos", 43, "sub-options 1='configs/junos-leaf1.cfg', 3='http'"),
+             "iosxe-leaf1": ("iosxe-pnp", 43, "PnP string '5A1N;B2;K4;I10.60.0.1;J80'"),
+             "nxos-spine1": ("nxos-poap", 67, "nxos-spine1.poap.py"),
+             "onie-sw1": ("onie", 125, "enterprise 42623: 1='http://10.60.0.1/configs/onie-sw1.cfg'"),
+             "cumulus-leaf1": ("cumulus", 239, "http://10.60.0.1/configs/cumulus-leaf1.cfg")}
+    for hostname, (profile, code, shown) in cases.items():
+        x = explain(config, [], hostname=hostname, profile=profile, now=1.0)
+        assert x.device == hostname  # junos and nxos-poap found by the serial their fingerprint carries
+        row = next(r for r in x.options if r["code"] == code)
+        assert row["value"] == shown and row["layer"] in ("vendor profile", "boot file"), row
+        assert x.reply_hex  # the exact bytes, in hex

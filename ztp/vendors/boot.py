@@ -72,3 +72,36 @@ def build_document(config: Config, suffix: str, rendered: bytes, device: Device 
                    server: IPv4Address) -> bytes:
     """The profile document `suffix` (``.poap.py``, ``.ztp.json``) for a device, around its rendered config."""
     return DOCUMENTS[suffix].build(rendered, boot_context(config, device, server, boot_file))
+
+
+def describe_option(code: int, value: bytes) -> str | None:
+    """A vendor option decoded for people (`ztp explain`): 43 sub-options or PnP string, 125 VIVSO, the URLs
+    in 114 and 239; None for options the generic decoder reads well enough."""
+    from ztp.vendors.profile import (
+        DEFAULT_URL,
+        PROVISION_URL,
+        VENDOR_SPECIFIC,
+        VI_VENDOR_SPECIFIC,
+        VendorOptionError,
+        decode_suboptions,
+        decode_vivso,
+    )
+
+    def shown(raw: bytes) -> str:
+        text = raw.decode("ascii", "replace")
+        return repr(text) if text.isprintable() else "hex:" + raw.hex()
+
+    if code in (DEFAULT_URL, PROVISION_URL) and value.isascii():
+        return value.decode("ascii")
+    try:
+        if code == VENDOR_SPECIFIC:
+            if value[:2] == b"5A":  # a Cisco PnP string is ASCII; sub-options start with a code byte < 0x20
+                return f"PnP string {value.decode('ascii', 'replace')!r}"
+            subs = decode_suboptions(value)
+            return "sub-options " + ", ".join(f"{c}={shown(v)}" for c, v in subs.items())
+        if code == VI_VENDOR_SPECIFIC:
+            return "; ".join(f"enterprise {e}: " + ", ".join(f"{c}={shown(v)}" for c, v in subs.items())
+                             for e, subs in decode_vivso(value).items())
+    except VendorOptionError as exc:
+        return f"hex:{value.hex()} ({exc})"
+    return None
