@@ -137,6 +137,16 @@ def table(doc: dict[str, Any]) -> str:
                          f"{c['leases']:,} leases: {c['us_per_dora']} us per DORA, {c['us_per_full_pool_discover']} us "
                          "per DISCOVER on a full pool" for c in costs) + ".")
         lines.append("")
+    tl = doc.get("timeline")
+    if tl:
+        lines.append(f"**Device timeline cost** (in process, best of 3 over {tl['doras']:,} DORAs) - the packet path "
+                     f"pays {tl['hook_us_per_packet']} us per request (one queue append); off it, "
+                     f"{tl['drain_us_per_event']} us per event to classify and apply (every 0.25 s, on the loop) and "
+                     f"{tl['store_us_per_event']} us per event to store (writer thread); "
+                     f"{tl['events'] // max(1, tl['doras'])} events per DORA; DORA decided {tl['us_per_dora']} us "
+                     f"bare, {tl['us_per_dora_recorded']} us "
+                     "recorded.")
+        lines.append("")
     rat = doc.get("ratios") or {}
     if rat:
         lines.append("**Ratios** - " + "; ".join(f"{k} {v}" for k, v in rat.items()) + ".")

@@ -1,6 +1,6 @@
 """`make bench`: ztp next to Kea, dnsmasq and tftpd-hpa on this machine, in one run (issue 6).
 
-    sudo .venv/bin/python -m bench.run [--quick] [--sections dhcp,tftp,storm,render,chain,profile] [--out DIR]
+    sudo .venv/bin/python -m bench.run [--quick] [--sections dhcp,tftp,storm,render,chain,timeline,profile] [--out DIR]
 
 Builds its own network namespaces (ztp.lab), runs every server and client inside them, removes them at
 the end (also on error or Ctrl-C). Prints one Markdown table and writes ``<out>/<date>.json`` and
@@ -23,13 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import chain, dhcp, profiling, rendering, report, servers, storm, tftp
+from bench import chain, dhcp, profiling, rendering, report, servers, storm, tftp, timeline
 from bench.procstat import CpuMeter
 from bench.workload import CLIENT_IP, PREFIX, SERVER_IP, Workload, prepare
 from ztp.lab import Lab, LabError, require_root
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("dhcp", "tftp", "storm", "render", "chain", "profile")
+SECTIONS = ("dhcp", "tftp", "storm", "render", "chain", "timeline", "profile")
 LABELS = {"ztp": "ztp", "kea": "Kea 2.2 (memfile, persist)", "dnsmasq": "dnsmasq 2.90", "tftpd-hpa": "tftpd-hpa 5.2"}
 
 
@@ -303,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
             log("bench: DHCP decision cost per packet at 1k, 10k, 50k leases (in process)")
             doc["chain"] = chain.chain_costs(tmp / "chain", quick=quick)
             log("  " + ", ".join(f"{c['leases']:,}: {c['us_per_dora']} us/DORA" for c in doc["chain"]))
+        if "timeline" in wanted:
+            log("bench: device timeline cost (in process)")
+            doc["timeline"] = timeline.timeline_costs(tmp / "timeline", quick=quick)
+            t = doc["timeline"]
+            log(f"  hook {t['hook_us_per_packet']} us/packet, drain {t['drain_us_per_event']} us/event, "
+                f"store {t['store_us_per_event']} us/event")
         if "dhcp" in wanted:
             log("bench: DHCP (perfdhcp)")
             budget = args.dhcp_budget or (60 if quick else 170)

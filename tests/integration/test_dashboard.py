@@ -57,7 +57,7 @@ def test_dashboard_updates_live_and_shows_the_timeline(lab: Lab, tmp_path: Path)
     assert seen["marker"] == "yes"  # the same page: updated over server-sent events, never reloaded
     assert seen["live"] == "live" and seen["bound_count"] == "1" and seen["confirmed_count"] == "1"
     assert seen["url"].endswith("/device/leaf02") and seen["page_state"] == "confirmed"
-    assert {"offer", "request", "bound", "confirmed"} <= set(seen["kinds"]), seen["kinds"]
+    assert {"offer", "bound", "confirmed"} <= set(seen["kinds"]), seen["kinds"]
     for name in ("dashboard-bound.png", "dashboard.png", "device.png"):
         assert (shots / name).stat().st_size > 5000
     print(f"screenshots: {shots}")

@@ -158,7 +158,7 @@ def test_each_stage_and_its_reason(appliance: ApplianceLab) -> None:
                                  "confirmed": 2, "failed": 3}
     code, timeline = api(app, "/api/devices/leaf01/timeline")
     kinds = [e["kind"] for e in timeline["events"]]
-    for kind in ("offer", "request", "bound", "rendered", "transfer-started", "transfer-finished", "syslog",
+    for kind in ("offer", "bound", "rendered", "transfer-started", "transfer-finished", "syslog",
                  "confirmed"):
         assert kind in kinds, kinds
     rendered = next(e for e in timeline["events"] if e["kind"] == "rendered")

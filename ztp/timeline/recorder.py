@@ -35,6 +35,7 @@ from ztp.timeline.store import TimelineStore
 
 log = logging.getLogger("ztp.timeline")
 
+_NAMES: dict[int | None, str] = {code: name.lower() for code, name in p.MESSAGE_TYPE_NAMES.items()}
 _MAX_QUEUE = 100_000  # observations waiting for the next tick; beyond: counted and dropped
 _PRUNE_SECONDS = 3600.0
 
@@ -179,11 +180,12 @@ class Recorder:
         if what == "dhcp":
             _, pkt, proposal, now = item
             reply = proposal.reply
-            mtype = p.MESSAGE_TYPE_NAMES.get(pkt.message_type, "BOOTP") if pkt.message_type else "BOOTP"
-            outcome = p.MESSAGE_TYPE_NAMES.get(reply.message_type, "BOOTREPLY") if reply is not None else \
-                (proposal.counter or "none")
-            self.dhcp_messages[(mtype.lower(), outcome.lower())] += 1
-            return dhcp_events(config, pkt, proposal, now)
+            mtype = pkt.message_type
+            rtype = reply.message_type if reply is not None else None
+            self.dhcp_messages[(_NAMES.get(mtype, "bootp"),
+                                _NAMES.get(rtype, "bootreply") if reply is not None else
+                                (proposal.counter or "none"))] += 1
+            return dhcp_events(config, pkt, proposal, now, mtype, rtype)
         if what == "lease":
             found = lease_event(config, item[1], item[2])
             return [found] if found is not None else []

@@ -84,11 +84,18 @@ def cabling(device: Device | None, relay: RelayInfo | None, *, mac: str) -> Misc
     return Miscabled(expected=_ports(device.circuit_id, device.remote_id), actual=_ports(circuit, remote))
 
 
-def dhcp_events(config: Config, pkt: DhcpPacket, proposal: Proposal, now: float) -> list[Event]:
-    """Timeline events for one decided DHCP request: DISCOVER -> OFFER or why not, REQUEST -> ACK/NAK/none,
-    and a cabling problem. Routine renewals (REQUEST with ciaddr) are left to the ledger's `renewed`."""
-    mtype = pkt.message_type
+def dhcp_events(config: Config, pkt: DhcpPacket, proposal: Proposal, now: float,
+                mtype: int | None = None, rtype: int | None = None) -> list[Event]:
+    """Timeline events for one decided DHCP request: DISCOVER -> OFFER or why not, REQUEST -> NAK or none,
+    and a cabling problem. An ACK is the ledger's `bound` / `renewed` (recorded once, after the commit).
+    `mtype` and `rtype` (request and reply message types) save decoding them again."""
+    mtype = pkt.message_type if mtype is None else mtype
     if mtype not in (p.DISCOVER, p.REQUEST):
+        return []
+    reply = proposal.reply
+    if rtype is None and reply is not None:
+        rtype = reply.message_type
+    if mtype == p.REQUEST and rtype == p.ACK:
         return []
     device, relay = identify(config, pkt)
     key = device_key(device, pkt.mac)
@@ -98,8 +105,6 @@ def dhcp_events(config: Config, pkt: DhcpPacket, proposal: Proposal, now: float)
     if miscabled is not None and mtype == p.DISCOVER:
         out.append(Event(key, now, Kind.MISCABLED, miscabled.text, mac, None,
                          {"expected": miscabled.expected, "actual": miscabled.actual}))
-    reply = proposal.reply
-    rtype = reply.message_type if reply is not None else None
     via = {"giaddr": str(pkt.giaddr)} if pkt.giaddr != p.ZERO_IP else {}
     if mtype == p.DISCOVER:
         if rtype == p.OFFER and reply is not None:
@@ -110,14 +115,9 @@ def dhcp_events(config: Config, pkt: DhcpPacket, proposal: Proposal, now: float)
             out.append(Event(key, now, Kind.DISCOVER, f"DISCOVER not answered: {why}", mac, None,
                              {**via, "reason": why}))
         return out
-    if pkt.ciaddr != p.ZERO_IP and rtype == p.ACK:
-        return out  # a renewal: the ledger reports it
     if rtype == p.NAK:
         why = proposal.log.removesuffix(" -> NAK")
         out.append(Event(key, now, Kind.NAK, f"REQUEST -> NAK: {why}", mac, None, {**via, "reason": why}))
-    elif rtype == p.ACK and reply is not None:
-        ip = str(reply.yiaddr)
-        out.append(Event(key, now, Kind.REQUEST, f"REQUEST -> ACK {ip}", mac, ip, {**via, "outcome": "ack"}))
     elif proposal.log and proposal.level >= logging.INFO and not proposal.counter.startswith("rate_limited"):
         out.append(Event(key, now, Kind.REQUEST, f"REQUEST not answered: {proposal.log}", mac, None,
                          {**via, "outcome": "none", "reason": proposal.log}))
