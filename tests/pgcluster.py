@@ -49,22 +49,23 @@ class PgCluster:
         return {"user": self._user, "group": self._user, "extra_groups": []}
 
     def start(self) -> None:
-        """initdb and start; raises RuntimeError with the server log when it does not come up in 60 s."""
-        self.sock.mkdir(mode=0o700)
-        if self._user is not None:
-            pw = pwd.getpwnam(self._user)
-            os.chmod(self.root, 0o755)
-            for path in (self.root, self.sock):
-                os.chown(path, pw.pw_uid, pw.pw_gid)
-        subprocess.run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                        "-E", "UTF8", "--no-sync"], check=True, capture_output=True, **self._as_owner())
-        with open(self.log, "wb") as out:
+        """initdb (the first time) and start; RuntimeError with the server log when it is not up in 60 s."""
+        if not self.data.exists():
+            self.sock.mkdir(mode=0o700)
+            if self._user is not None:
+                pw = pwd.getpwnam(self._user)
+                os.chmod(self.root, 0o755)
+                for path in (self.root, self.sock):
+                    os.chown(path, pw.pw_uid, pw.pw_gid)
+            subprocess.run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                            "-E", "UTF8", "--no-sync"], check=True, capture_output=True, **self._as_owner())
+        with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(self.bindir / "postgres"), "-D", str(self.data), "-k", str(self.sock), "-p", str(PORT),
                  "-c", "listen_addresses=", "-c", "fsync=on", "-c", "synchronous_commit=on",
                  "-c", "max_connections=100", "-c", "shared_buffers=32MB"],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **self._as_owner())
-        atexit.register(self.stop)
+        atexit.register(self.stop)  # once per start: stop() is idempotent
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -100,6 +101,11 @@ class PgCluster:
 
     def stop(self) -> None:
         """Fast shutdown of the postmaster we started (by PID), SIGKILL after 20 s; remove the directory."""
+        self.halt()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def halt(self) -> None:
+        """Fast shutdown of the postmaster we started (by PID), SIGKILL after 20 s; the data stays (an outage)."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # "fast" shutdown: roll back sessions, checkpoint, exit
@@ -108,4 +114,3 @@ class PgCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        shutil.rmtree(self.root, ignore_errors=True)

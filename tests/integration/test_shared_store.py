@@ -9,6 +9,7 @@ cluster on a unix socket (tests/pgcluster.py): nothing listens on an interface o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -181,3 +182,35 @@ def test_a_client_keeps_its_address_when_its_appliance_dies(pair: Pair) -> None:
     text = pair.log(survivor).read_text(errors="replace")
     assert re.search(rf"{mac} dhcp REQUEST \(rebinding\) -> ACK {re.escape(ip)}\b", text), text[-3000:]
     assert [s for _, i, s in pair.rows() if i == ip] == ["bound"]
+
+
+def test_a_client_that_moves_to_the_other_appliance_keeps_its_address_and_config(pair: Pair) -> None:
+    """The appliance that did not grant the lease learns it from the database (LISTEN/NOTIFY) while it runs;
+    once the first one is gone, a fresh DISCOVER (no option 50: nothing to go on but the client's key) gets
+    the same address and a byte-identical config from the other."""
+    pair.start()
+    dev = pair.lab.ns("dev")
+    mac = "02:5a:02:00:00:01"
+    pair.lab.attach(pair.seg, dev, "eth0", mac=mac)
+    args = ("--mac", mac, "--out", str(pair.tmp / "out"), "--timeout", "30", "--arp-probes", "0")
+    code, first, err = _agent(pair.lab, dev, *args, timeout=60)
+    assert code == 0 and first["status"] == "provisioned", f"{first}\n{err}"
+    ip = first["ip"]
+    granted_by = next(n for n, a in SERVERS.items() if a == first["server_id"])
+    other = next(n for n in SERVERS if n != granted_by)
+    learned = f"{mac} lease {ip} bound"
+    pair.lab.wait_for(lambda: learned in pair.log(other).read_text(errors="replace"), 10,
+                      f"appliance {other} hearing of {ip}")
+    pair.lab.stop(pair.procs.pop(granted_by))  # SIGTERM, by PID
+    pair.lab.run(dev, ["ip", "addr", "flush", "dev", "eth0"])  # a device that forgot everything
+    code, second, err = _agent(pair.lab, dev, *args, timeout=60)
+    assert code == 0 and second["status"] == "provisioned", f"{second}\n{err}"
+    assert second["server_id"] == SERVERS[other] and second["ip"] == ip, second
+    text = pair.log(other).read_text(errors="replace")
+    assert re.search(rf"{mac} dhcp DISCOVER -> OFFER {re.escape(ip)}\b", text), text[-3000:]
+    # Same inventory and templates on both: the config is the same bytes, and is what `ztp render` prints.
+    assert second["sha256"] == first["sha256"]
+    for name in SERVERS:
+        res = subprocess.run([*ZTP, "render", "--config", str(pair.configs[name]), "--mac", mac], capture_output=True,
+                             timeout=60, check=True, env={**os.environ, **ENV})
+        assert hashlib.sha256(res.stdout).hexdigest() == first["sha256"]

@@ -387,3 +387,41 @@ def _loaded(tmp_path: Path) -> Config:
     from ztp.config import load_config
 
     return load_config(_config_with(tmp_path, ""))
+
+
+def test_an_outage_fails_commits_cleanly_and_the_store_comes_back_by_itself(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from tests.conftest import skip_or_fail
+    from tests.pgcluster import PgCluster, postgres_bin
+
+    bindir = postgres_bin()
+    if bindir is None:
+        skip_or_fail("needs PostgreSQL: apt-get install postgresql (scripts/setup-debian.sh)")
+    assert bindir is not None
+    cluster = PgCluster(bindir)  # its own cluster: this test stops it
+    cluster.start()
+    try:
+        dsn = cluster.database()
+        upgrade(dsn)
+
+        async def main() -> None:
+            store = PostgresStore(dsn)
+            store.start(asyncio.get_running_loop(), lambda rows: None)
+            try:
+                await asyncio.wait_for(store.commit(lease(1)), 10)
+                cluster.halt()
+                for n in (2, 3):  # nothing written, the caller hears why: no ACK for what cannot be stored
+                    with pytest.raises(StoreUnavailable, match="cannot reach|unreachable"):
+                        await asyncio.wait_for(store.commit(lease(n)), 30)
+                cluster.start()
+                await asyncio.wait_for(store.commit(lease(4)), 30)  # reconnected by itself
+            finally:
+                store.close()
+        with caplog.at_level("WARNING", logger="ztp.leases"):
+            run(main)
+        assert sorted(x.ip for x in read_rows(dsn)) == [lease(1).ip, lease(4).ip]
+        lines = [r.getMessage() for r in caplog.records if r.name == "ztp.leases"]
+        assert sum("unreachable" in m and "no DHCP ACK" in m for m in lines) == 1  # once per outage
+        assert any("reachable again" in m for m in lines)
+    finally:
+        cluster.stop()

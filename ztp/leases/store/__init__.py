@@ -21,6 +21,7 @@ The interface (`LeaseBackend`) is what `ztp.app` uses; the ledger needs only `co
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -128,6 +129,7 @@ def _where(config: Config) -> str:
     return f"{config.path}:{config.line('state', 'dsn')}"
 
 
+log = logging.getLogger("ztp.leases")
 _KIND_OF_STATE = {LeaseState.BOUND: "bind", LeaseState.RELEASED: "release", LeaseState.DECLINED: "decline"}
 
 
@@ -152,4 +154,7 @@ def merge_remote(ledger: Ledger, leases: list[Lease]) -> int:
             continue
         ledger.apply(LeaseChange(ChangeKind(kind), lease))
         applied += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s lease %s %s until %.0f, written by another appliance", lease.mac, lease.ip, lease.state,
+                      lease.expires)
     return applied

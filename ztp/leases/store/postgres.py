@@ -91,13 +91,18 @@ def redact(dsn: str) -> str:
     return re.sub(r"(password\s*=\s*)(\S+)", r"\1***", dsn)
 
 
+def _reason(exc: BaseException) -> str:
+    """The first line of a libpq message (they run over several lines), or the exception's type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _connect(dsn: str, where: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT,
                                application_name="ztp")
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreUnavailable(f"{where}: cannot reach the lease database {redact(dsn)}: {reason}") from None
+        raise StoreUnavailable(f"{where}: cannot reach the lease database {redact(dsn)}: {_reason(exc)}") from None
 
 
 def _schema_version(conn: psycopg.Connection[Any]) -> int:
@@ -288,8 +293,7 @@ class PostgresStore:
             conn.commit()
         except psycopg.OperationalError as exc:
             self._lost(conn, exc)
-            raise StoreUnavailable(f"lease database {redact(self.dsn)} unreachable: "
-                                   f"{str(exc).strip() or type(exc).__name__}") from None
+            raise StoreUnavailable(f"lease database {redact(self.dsn)} unreachable: {_reason(exc)}") from None
         except StoreUnavailable as exc:
             self._lost(conn, exc)
             raise
@@ -305,7 +309,7 @@ class PostgresStore:
         if self._down_since is None:
             self._down_since = time.monotonic()
             log.error("lease database %s unreachable (%s): no lease can be written, so no DHCP ACK is sent "
-                      "until it is back", redact(self.dsn), str(exc).strip() or type(exc).__name__)
+                      "until it is back", redact(self.dsn), _reason(exc))
         if conn is not None:
             try:
                 conn.close()
@@ -367,13 +371,14 @@ class PostgresStore:
 
     def _listen(self) -> None:
         backoff = 0.5
+        failing = False
         while not self._stop.is_set():
             conn: psycopg.Connection[Any] | None = None
             try:
                 conn = _connect(self.dsn, self.where, autocommit=True)
                 conn.execute(f"LISTEN {CHANNEL}")
                 self._catch_up(conn)  # what was written while we were not listening
-                backoff = 0.5
+                backoff, failing = 0.5, False
                 next_refresh = time.monotonic() + self.refresh
                 while not self._stop.is_set():
                     rows = self._notified(conn)
@@ -384,7 +389,10 @@ class PostgresStore:
                         next_refresh = time.monotonic() + self.refresh
             except (psycopg.Error, StoreError) as exc:
                 if not self._stop.is_set():
-                    log.warning("lease database listener: %s; reconnecting in %.1f s", exc, backoff)
+                    # Once per outage at warning (the writer logs the outage itself), then quietly.
+                    log.log(logging.DEBUG if failing else logging.WARNING,
+                            "lease database listener: %s; reconnecting in %.1f s", _reason(exc), backoff)
+                failing = True
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:
