@@ -1,8 +1,9 @@
 """The DHCP server's policy: the handlers, in the order they run.
 
     accept message -> relay guard -> rate limit -> subnet -> device -> server id -> release/decline
-      -> address -> lease time -> options (global < defaults < subnet < device) -> boot file -> host name
-      -> lease change -> conflict probe (ICMP echo before a new offer) -> assemble -> size fit
+      -> address -> lease time -> options (global < defaults < subnet < device)
+      -> vendor profile (under the device's) -> boot file -> host name -> lease change
+      -> conflict probe (ICMP echo before a new offer) -> assemble -> size fit
 
 `Chain.handle(packet, ingress, now)` returns a `Proposal`: the reply to send (or none) and the lease
 change the server must commit before sending it. Nothing here touches a socket, the clock or the store.
