@@ -189,10 +189,13 @@ class DhcpServer:
         if ip in self._probing:
             self.counters["probe_pending"] += 1  # the client's retransmission: the probe under way answers it
             return
-        if probes >= MAX_PROBES or pinger.busy():
+        if probes >= MAX_PROBES:
             self.counters["probe_gave_up"] += 1
-            log.warning("%s dhcp DISCOVER: %s addresses probed (or too many probes at once); no offer this "
-                        "time", pkt.mac, probes)
+            log.warning("%s dhcp DISCOVER: %s addresses in a row answered a ping; no offer this time", pkt.mac,
+                        probes)
+            return
+        if pinger.busy():
+            self.counters["probe_busy"] += 1  # a flood of new clients: counted, not logged per packet
             return
         if hold is not None:
             self.ledger.commit(hold, _ignore)  # the offer's hold, memory only: nobody else is offered ip
