@@ -139,7 +139,7 @@ class Appliance:
             self.http = HttpServer(port=config.http.port, token=config.http.token, log=logging.getLogger("ztp.http"))
             # HTTP boot: the providers TFTP serves from, asked anew per request (a reload swaps them).
             self.http.add_routes(HttpBoot(lambda: self.configs, lambda: self.static_root,
-                                          on_delivered=self._served).routes())
+                                          on_delivered=self._served, on_transfer=self.recorder.transfer).routes())
             self.metrics = Metrics(ApplianceCollector(self.recorder, lambda: self.config, self.table,
                                                       lambda: self.dhcp.counters, lambda: self.tftp.counters,
                                                       time.time))

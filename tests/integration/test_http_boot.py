@@ -6,6 +6,7 @@ If-None-Match and Range; static files streamed with Range; fetched with curl fro
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,13 @@ def test_configs_over_http_only_for_the_lease_holder(appliance: ApplianceLab) ->
     log = appliance.log.read_text()
     assert "02:00:00:00:00:01 http leaf01.cfg refused to 10.60.0.50" in log
     assert "provisioned: leaf01.cfg" in log
+    # The device timeline tells the same story as for TFTP, saying HTTP.
+    def timeline() -> list[str]:
+        _, _, body = curl(appliance, device, f"http://{SERVER}/api/devices/leaf01/timeline")
+        return [str(e["text"]) for e in json.loads(body)["events"]]
+    appliance.lab.wait_for(lambda: any("HTTP leaf01.cfg delivered" in m for m in timeline()), 10,
+                           "the HTTP delivery on leaf01's timeline")
+    assert any("HTTP leaf01.cfg refused to 10.60.0.50" in m for m in timeline())
 
 
 def test_static_files_streamed_with_ranges(appliance: ApplianceLab) -> None:

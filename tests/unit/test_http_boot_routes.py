@@ -87,3 +87,15 @@ def test_config_only_for_the_holder_and_the_right_serial(tmp_path: Path) -> None
     assert _get(boot, "/configs/cl1.cfg", "10.60.0.11", {"CUMULUS-SERIAL": "cl123"})[0] == 200
     assert _get(boot, "/configs/cl1.cfg", "10.60.0.11", {"CUMULUS-SERIAL": "OTHER"})[0] == 403
     assert _get(boot, "/configs/nope.cfg", "10.60.0.11")[0] == 404
+
+
+def test_transfer_notes_for_the_timeline(tmp_path: Path) -> None:
+    boot = _boot(tmp_path)
+    notes: list[Any] = []
+    boot.on_transfer = notes.append
+    _get(boot, "/configs/cl1.cfg", "10.60.0.11")
+    _get(boot, "/configs/cl1.cfg", "10.60.0.150")
+    assert [(n.kind, n.peer, n.filename, dict(n.options)["transport"]) for n in notes] == [
+        ("started", "10.60.0.11", "cl1.cfg", "http"), ("finished", "10.60.0.11", "cl1.cfg", "http"),
+        ("refused", "10.60.0.150", "cl1.cfg", "http")]
+    assert notes[1].bytes_sent == notes[1].size > 0 and notes[2].code == 2

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from aiohttp import web
 from ztp.provision import RenderedConfigs
 from ztp.tftp.content import Content, FileContent, StaticRoot, TftpRefusal, close_content
 from ztp.tftp.packet import ERR_ACCESS, ERR_NOT_FOUND
+from ztp.tftp.server import TransferNote
 
 log = logging.getLogger("ztp.http.boot")
 
@@ -36,7 +38,9 @@ CHUNK = 256 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 Delivered = Callable[[str, str, int], None]
-"""(peer address, file name, bytes): told when a whole file went out (the device timeline)."""
+"""(peer address, file name, bytes): told when a whole file went out (the provisioned log line)."""
+HTTP_NOTE = (("transport", "http"),)
+"""The option every TransferNote from HTTP boot carries, so the timeline says HTTP, not TFTP."""
 
 
 def etag_of(data: bytes) -> str:
@@ -96,10 +100,17 @@ class HttpBoot:
     them: the getters are asked on every request)."""
 
     def __init__(self, configs: Callable[[], RenderedConfigs], static: Callable[[], StaticRoot | None], *,
-                 on_delivered: Delivered | None = None) -> None:
+                 on_delivered: Delivered | None = None,
+                 on_transfer: Callable[[TransferNote], None] | None = None) -> None:
+        """`on_transfer` hears the same started/finished/refused notes as TFTP's (the device timeline)."""
         self.configs = configs
         self.static = static
         self.on_delivered = on_delivered
+        self.on_transfer = on_transfer
+
+    def _note(self, kind: str, peer: str, name: str, **fields: object) -> None:
+        if self.on_transfer is not None:
+            self.on_transfer(TransferNote(kind, peer, name, options=HTTP_NOTE, **fields))  # type: ignore[arg-type]
 
     def routes(self) -> list[web.RouteDef]:
         """The routes to add to the HTTP listener (`HttpServer.add_routes`)."""
@@ -119,10 +130,12 @@ class HttpBoot:
             if claimed and device is not None and device.serial and claimed.strip().lower() != device.serial.lower():
                 log.warning("%s http %s refused to %s: it says serial %s, the inventory lists %s for %s",
                             found[1].mac, name, peer, claimed.strip(), device.serial, device.hostname)
+                self._note("refused", peer, name, reason="serial header names another device", code=ERR_ACCESS)
                 raise web.HTTPForbidden(text=f"{name}: the serial number in the request is not {device.hostname}'s\n")
         try:
             data = configs.get(name, (peer, 0), transport="http", server=_local_address(request))
         except TftpRefusal as refusal:
+            self._note("refused", peer, name, reason=refusal.message, code=refusal.code)
             raise _refusal_status(refusal)(text=refusal.message + "\n") from None
         return await self._send(request, name, data)
 
@@ -160,6 +173,9 @@ class HttpBoot:
             status = 200 if wanted is None else 206
             if status == 206:
                 headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+            peer = request.remote or ""
+            started = time.monotonic()
+            self._note("started", peer, name, size=size)
             response = web.StreamResponse(status=status, headers=headers)
             response.content_type = "application/octet-stream"
             response.content_length = end - start
@@ -175,8 +191,10 @@ class HttpBoot:
                     await response.write(piece)
                     offset += n
             await response.write_eof()
-            if status == 200 and request.method != "HEAD" and self.on_delivered is not None:
-                self.on_delivered(request.remote or "", name, size)
+            if status == 200 and request.method != "HEAD":
+                self._note("finished", peer, name, size=size, bytes_sent=size, seconds=time.monotonic() - started)
+                if self.on_delivered is not None:
+                    self.on_delivered(peer, name, size)
             return response
         finally:
             close_content(content)

@@ -215,13 +215,14 @@ class Recorder:
         else:
             key, mac = target.mac or note.peer, target.mac
         opts = dict(note.options)
+        proto = opts.get("transport", "tftp").upper()  # HTTP boot's notes say so (ztp.http.boot)
         if note.kind == "started":
             extra = " ".join(f"{k}={v}" for k, v in note.options)
-            return [Event(key, now, Kind.TRANSFER_STARTED, f"TFTP {note.filename} started ({note.size} bytes"
+            return [Event(key, now, Kind.TRANSFER_STARTED, f"{proto} {note.filename} started ({note.size} bytes"
                           f"{', ' + extra if extra else ''})", mac, note.peer,
                           {"filename": note.filename, "size": note.size, **opts})]
         if note.kind == "finished":
-            return [Event(key, now, Kind.TRANSFER_FINISHED, f"TFTP {note.filename} delivered: {note.size} bytes "
+            return [Event(key, now, Kind.TRANSFER_FINISHED, f"{proto} {note.filename} delivered: {note.size} bytes "
                           f"in {note.seconds * 1000:.0f} ms, {note.retransmits} retransmit(s)", mac, note.peer,
                           {"filename": note.filename, "bytes": note.size, "ms": round(note.seconds * 1000, 1),
                            "retransmits": note.retransmits, **opts})]
@@ -232,7 +233,7 @@ class Recorder:
                                       "reason": note.reason, **opts})]
         # Refused: fatal unless it was the access rule turning away a host that is not the device (code 2).
         fatal = note.code != 2
-        return [Event(key, now, Kind.REFUSED, f"TFTP {note.filename} refused to {note.peer}: {note.reason}", mac,
+        return [Event(key, now, Kind.REFUSED, f"{proto} {note.filename} refused to {note.peer}: {note.reason}", mac,
                       note.peer, {"filename": note.filename, "code": note.code, "reason": note.reason,
                                   "fatal": fatal})]
 
