@@ -88,6 +88,21 @@ def boot_through_relay(lab: Lab, srv: str, relay_ns: str, tmp: Path) -> int:
     return failed
 
 
+def show_operator_view(lab: Lab, srv: str, config: Path) -> None:
+    """The dashboard's address, `ztp status`, and (ZTP_DEMO_SCREENSHOT=FILE) a screenshot of the dashboard."""
+    print(f"== dashboard: http://10.60.0.1/ (inside the lab: sudo ip netns exec {srv} curl -s "
+          "http://10.60.0.1/api/devices); metrics at /metrics, API described at /api/openapi.json")
+    status = subprocess.run([*ZTP, "status", "--config", str(config)], capture_output=True, text=True, check=False)
+    print("== ztp status")
+    print(status.stdout or status.stderr)
+    shot = os.environ.get("ZTP_DEMO_SCREENSHOT")
+    if shot:
+        lab.run(srv, ["ip", "link", "set", "lo", "up"])
+        res = lab.run(srv, [sys.executable, str(REPO / "scripts" / "screenshot.py"), "http://10.60.0.1/",
+                            str(Path(shot).resolve()), "1280", "900"], timeout=60, check=False)
+        print(f"== dashboard screenshot: {shot}" if res.returncode == 0 else f"screenshot failed: {res.stderr}")
+
+
 def main() -> int:
     try:
         require_root()
@@ -135,6 +150,7 @@ def main() -> int:
         if fleet.returncode != 0:
             failures += 1
             print(fleet.stderr[-2000:])
+        show_operator_view(lab, srv, config)
         lab.stop(server, sig=signal.SIGTERM)
         print("== appliance log (last lines):")
         for line in log.read_text().splitlines()[-12:]:

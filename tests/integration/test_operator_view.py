@@ -57,7 +57,7 @@ timeline:
 
 @pytest.fixture
 def appliance(lab: Lab, tmp_path: Path) -> Iterator[ApplianceLab]:
-    for prog in ("curl", "logger", "dhclient"):
+    for prog in ("curl", "logger", "dhclient", "/usr/bin/chromium", "/usr/bin/chromedriver"):
         if shutil.which(prog) is None:
             skip_or_fail(f"{prog} is not installed")
     config = write_config(tmp_path, dns=False, inventory=INVENTORY, config_extra=EXTRA)
@@ -175,6 +175,13 @@ def test_each_stage_and_its_reason(appliance: ApplianceLab) -> None:
     assert code == 200 and "/api/devices/{key}/confirm" in spec["paths"]
     code, why = api(app, "/api/explain?hostname=leaf01")
     assert code == 200 and why["device"] == "leaf01" and why["boot_file"] == "leaf01.cfg"
+
+    # The dashboard with every state, as an artefact of the test (tmp dir): the README's screenshot.
+    lab.run(app.srv, ["ip", "link", "set", "lo", "up"])
+    shot = app.tmp / "dashboard.png"
+    lab.run(app.srv, [sys.executable, str(REPO / "scripts" / "screenshot.py"), "http://10.60.0.1/", str(shot),
+                      "1200", "1000"], timeout=90)
+    assert shot.stat().st_size > 5000
 
     # The history survives a restart, and `ztp status` prints the same states.
     assert app.stop() == 0

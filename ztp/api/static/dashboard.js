@@ -34,7 +34,7 @@ const ztp = (() => {
       return el("tr", { id: `device-${d.key}`, "data-state": d.state },
         el("td", {}, el("a", { href: `/device/${encodeURIComponent(d.key)}` }, d.key)),
         el("td", {}, d.mac || "-"), el("td", {}, d.ip || "-"), state,
-        el("td", {}, d.last_text || d.last_event || "-"),
+        el("td", {}, (d.last_text === d.reason ? d.last_event : d.last_text) || d.last_event || "-"),
         el("td", { class: "since", "data-since": d.since }, age(serverNow() - d.since)));
     });
     document.querySelector("#devices tbody").replaceChildren(...rows);
