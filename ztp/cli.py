@@ -9,6 +9,7 @@ import logging
 import sys
 import time
 from collections.abc import Coroutine
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ztp.leases.table import Lease, LeaseTable
 from ztp.provision import device_view
 from ztp.relay import cli as relay_cli
 from ztp.render import Renderer, RenderError
+from ztp.vendors.boot import build_document
 
 
 def _load(path: str) -> Config:
@@ -60,6 +62,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     config = _load(args.config)
     table = LeaseTable(_leases(config))
     inv = config.inventory
+    target = None
     if args.file:
         # The name a device asks TFTP or HTTP for, resolved exactly as the servers resolve it.
         target = boot_target(inv, args.file.lstrip("/"))
@@ -82,6 +85,13 @@ def cmd_render(args: argparse.Namespace) -> int:
     except RenderError as exc:
         print(f"{exc.file}:{exc.line}: {exc.message}", file=sys.stderr)
         return 1
+    if args.file and target is not None and target.document:
+        # The document a profile builds around the config (ztp.vendors), naming the address served from.
+        server = args.server or (str(view.subnet.routers[0]) if view.subnet and view.subnet.routers else None)
+        if server is None:
+            print("ztp: give --server ADDR: the appliance address this device reaches", file=sys.stderr)
+            return 2
+        data = build_document(config, target.document, data, target.device, target.config_name, IPv4Address(server))
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
     return 0
@@ -210,7 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     who = render.add_mutually_exclusive_group(required=True)
     who.add_argument("--mac")
     who.add_argument("--hostname")
-    who.add_argument("--file", help="a boot-file name as a device requests it (e.g. leaf01.cfg)")
+    who.add_argument("--file", help="a boot-file name as a device requests it (e.g. leaf01.cfg, or a vendor "
+                                    "profile's document: leaf01.poap.py, leaf01.ztp.json)")
+    render.add_argument("--server", default=None,
+                        help="with --file NAME.poap.py / NAME.ztp.json: the appliance address the document names "
+                             "(the one the device reaches; default: the first router of the device's subnet)")
     render.set_defaults(func=cmd_render)
 
     check = sub.add_parser("check", help="validate config, inventory and templates")

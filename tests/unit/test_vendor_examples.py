@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from ztp.check import validate
 from ztp.leases.table import LeaseTable
 from ztp.provision import device_view
@@ -52,3 +54,17 @@ def test_explain_shows_what_each_profile_gets_on_the_wire() -> None:
         row = next(r for r in x.options if r["code"] == code)
         assert row["value"] == shown and row["layer"] in ("vendor profile", "boot file"), row
         assert x.reply_hex  # the exact bytes, in hex
+
+
+def test_render_prints_the_documents_http_and_tftp_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    from ztp.cli import main
+    from ztp.config import load_config
+    from ztp.provision import RenderedConfigs
+    from ztp.render import Renderer
+
+    config = load_config(EXAMPLE)
+    served = RenderedConfigs(config, Renderer(config), LeaseTable())
+    for name in ("nxos-spine1.poap.py", "sonic-spine1.ztp.json", "eos-leaf1.cfg"):
+        assert main(["render", "--config", str(EXAMPLE), "--file", name, "--server", "10.60.0.1"]) == 0
+        printed = capsys.readouterr().out.encode()
+        assert printed == served.get(name, ("10.60.0.35", 0), server="10.60.0.1"), name
