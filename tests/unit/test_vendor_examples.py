@@ -68,3 +68,19 @@ def test_render_prints_the_documents_http_and_tftp_serve(capsys: pytest.CaptureF
         assert main(["render", "--config", str(EXAMPLE), "--file", name, "--server", "10.60.0.1"]) == 0
         printed = capsys.readouterr().out.encode()
         assert printed == served.get(name, ("10.60.0.35", 0), server="10.60.0.1"), name
+
+
+def test_check_reports_what_a_profile_cannot_use(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace("http:\n  port: 80\n", "")
+    text = text.replace("templates: ../../templates", f"templates: {REPO / 'templates'}")
+    text = text.replace("root: ../../tftpboot", f"root: {REPO / 'tftpboot'}")
+    inventory = (EXAMPLE.parent / "inventory.yaml").read_text().replace("template: cumulus/leaf.j2",
+                                                                         "template: eos/leaf.j2")
+    (tmp_path / "ztp.yaml").write_text(text)
+    (tmp_path / "inventory.yaml").write_text(inventory)
+    _, problems = validate(tmp_path / "ztp.yaml")
+    messages = [p.message for p in problems]
+    for name in ("eos-leaf1 boots as eos", "sonic-spine1 boots as sonic", "cumulus-leaf1 boots as cumulus"):
+        assert any(m.startswith(name) and "add an 'http:' section" in m for m in messages), messages
+    assert not any("junos-leaf1 boots" in m or "onie-sw1 boots" in m for m in messages)  # TFTP fallbacks
+    assert any("cumulus-leaf1 (cumulus): Cumulus Linux runs a ZTP script only if" in m for m in messages)
