@@ -35,8 +35,8 @@ from ztp.snapshot import Snapshot
 from ztp.syslog.server import SyslogServer
 from ztp.tftp.content import ChainedContent, ContentProvider, StaticRoot
 from ztp.tftp.server import TftpServer
-from ztp.timeline.machine import Event, Kind, Stage, Timeouts
-from ztp.timeline.recorder import Recorder, Retention, config_revision
+from ztp.timeline.machine import Event, Kind, Stage
+from ztp.timeline.recorder import Recorder
 from ztp.timeline.sources import lease_key
 from ztp.timeline.store import SqliteTimelineStore
 
@@ -111,11 +111,8 @@ class Appliance:
         self.renderer = Renderer(config, templates)
         # The device timeline (issue 11): fed by the ledger, DHCP, rendering, TFTP and syslog; its events live
         # in the lease database's file (ztp.timeline.store), batched off the packet paths.
-        tl = config.timeline
-        self.recorder = Recorder(config, self.table, SqliteTimelineStore.in_lease_database(config.state_dir),
-                                 timeouts=Timeouts(offered=tl.offer_timeout, bound=tl.fetch_timeout),
-                                 retention=Retention(tl.retention_days * 86400, tl.events_per_device,
-                                                     tl.max_devices), revision=config_revision(config))
+        self.recorder = Recorder.for_config(config, self.table,
+                                            SqliteTimelineStore.in_lease_database(config.state_dir))
         self.ledger.subscribe(self.recorder.lease)
         self.dns: DnsServer | None = None
         self.zone: Zone | None = None
@@ -266,8 +263,7 @@ class Appliance:
         if config.tftp_root != (self.static_root.root if self.static_root is not None else None):
             self.static_root = StaticRoot(config.tftp_root) if config.tftp_root is not None else None
         self.tftp.content = self._content()
-        self.recorder.config = config
-        self.recorder.revision = config_revision(config)
+        self.recorder.reconfigure(config)
         self.tftp.max_blksize = config.tftp_max_blksize
         self.tftp.quota.resize(config.tftp_max_sessions, config.tftp_max_sessions_per_peer)
         self.dhcp.interfaces = frozenset(config.interfaces)

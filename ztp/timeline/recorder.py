@@ -86,6 +86,23 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
 
+    @classmethod
+    def for_config(cls, config: Config, table: LeaseTable, store: TimelineStore, **kwargs: Any) -> Recorder:
+        """A recorder with the `timeline:` settings of `config`."""
+        recorder = cls(config, table, store, **kwargs)
+        recorder.reconfigure(config)
+        return recorder
+
+    def reconfigure(self, config: Config) -> None:
+        """Take a new configuration (reload): inventory for keys, revision, `timeline:` timeouts and retention.
+        Deadlines already armed keep their time; new stages get the new timeouts."""
+        tl = config.timeline
+        self.config = config
+        self.revision = config_revision(config)
+        self.machine.timeouts = Timeouts(offered=tl.offer_timeout, bound=tl.fetch_timeout,
+                                         fetching=max(tl.fetch_timeout, Timeouts().fetching))
+        self.retention = Retention(tl.retention_days * 86400, tl.events_per_device, tl.max_devices)
+
     # --- hooks (hot paths: O(1), no formatting) -----------------------------------------------------
 
     def dhcp(self, pkt: DhcpPacket, ingress: Ingress, proposal: Proposal, now: float) -> None:

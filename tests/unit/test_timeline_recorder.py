@@ -1,0 +1,106 @@
+"""The timeline recorder's shell logic without sockets: hooks queue, drains classify, store, replay, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from tests.conftest import FakeClock
+from ztp.config import TimelineSettings, load_config
+from ztp.dhcp import packet as p
+from ztp.dhcp.exchange import Ingress, Proposal
+from ztp.leases.ledger import EventKind, LeaseEvent
+from ztp.leases.table import Lease, LeaseState, LeaseTable
+from ztp.tftp.server import TransferNote
+from ztp.timeline.machine import Event, Stage
+from ztp.timeline.recorder import Recorder
+from ztp.timeline.store import SqliteTimelineStore
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = load_config(REPO / "ztp.yaml")
+MAC = "02:00:00:00:00:01"
+INGRESS = Ingress(2, "s1", IPv4Address("10.60.0.1"), broadcast=True)
+
+
+def boot(recorder: Recorder, clock: FakeClock) -> None:
+    discover = p.DhcpPacket(op=p.BOOTREQUEST, xid=1, chaddr=p.mac_to_chaddr(MAC), options={53: bytes((p.DISCOVER,))})
+    offer = p.DhcpPacket(op=p.BOOTREPLY, xid=1, chaddr=p.mac_to_chaddr(MAC), yiaddr=IPv4Address("10.60.0.11"),
+                         options={53: bytes((p.OFFER,))})
+    recorder.dhcp(discover, INGRESS, Proposal(offer), clock.now)
+    lease = Lease(IPv4Address("10.60.0.11"), MAC, MAC, LeaseState.BOUND, clock.now + 3600, clock.now, "leaf01")
+    recorder.lease(LeaseEvent(EventKind.BOUND, lease))
+    recorder.transfer(TransferNote("started", "10.60.0.11", "leaf01.cfg", size=417,
+                                   options=(("blksize", "1468"),)))
+
+
+def test_hooks_queue_until_the_drain(tmp_path: Path, fake_clock: FakeClock) -> None:
+    store = SqliteTimelineStore(tmp_path / "leases.sqlite3")
+    recorder = Recorder.for_config(CONFIG, LeaseTable(), store, clock=fake_clock)
+    heard: list[list[Event]] = []
+    recorder.listeners.append(heard.append)
+    boot(recorder, fake_clock)
+    assert recorder.machine.devices == {}  # nothing classified on the packet paths
+    out = recorder.drain()
+    assert [e.kind.value for e in out] == ["offer", "bound", "transfer-started"]
+    assert heard == [out]
+    status = recorder.machine.status("leaf01")
+    assert status is not None and status.state == Stage.FETCHING and status.ip == "10.60.0.11"
+    assert recorder.dhcp_messages[("discover", "offer")] == 1
+    recorder.transfer(TransferNote("failed", "10.60.0.11", "leaf01.cfg", size=417, bytes_sent=296, seconds=6.0,
+                                   reason="timeout waiting for ACK of block 37 after 5 retransmission(s)"))
+    recorder.transfer(TransferNote("finished", "10.60.0.9", "images/eos.swi", size=10))  # not a device config
+    recorder.drain()
+    assert recorder.machine.status("leaf01").reason.startswith("TFTP leaf01.cfg timed out at block 37")  # type: ignore[union-attr]
+    asyncio.run(_close(recorder))
+    again = SqliteTimelineStore(tmp_path / "leases.sqlite3", read_only=True)
+    assert [e.kind.value for e in again.device_events("leaf01")] == ["offer", "bound", "transfer-started",
+                                                                     "transfer-failed"]
+
+
+async def _close(recorder: Recorder) -> None:
+    await recorder.close()
+
+
+def test_start_replays_and_fires_missed_deadlines(tmp_path: Path, fake_clock: FakeClock) -> None:
+    path = tmp_path / "leases.sqlite3"
+    first = Recorder.for_config(CONFIG, LeaseTable(), SqliteTimelineStore(path), clock=fake_clock)
+    discover = p.DhcpPacket(op=p.BOOTREQUEST, xid=1, chaddr=p.mac_to_chaddr(MAC), options={53: bytes((p.DISCOVER,))})
+    offer = p.DhcpPacket(op=p.BOOTREPLY, xid=1, chaddr=b"", yiaddr=IPv4Address("10.60.0.11"),
+                         options={53: bytes((p.OFFER,))})
+    first.dhcp(discover, INGRESS, Proposal(offer), fake_clock.now)
+    asyncio.run(_close(first))
+    fake_clock.advance(3600)  # the appliance was down past the offer's deadline
+
+    async def restart() -> Recorder:
+        second = Recorder.for_config(CONFIG, LeaseTable(), SqliteTimelineStore(path), clock=fake_clock)
+        await second.start()
+        second.drain()
+        await second.close()
+        return second
+
+    second = asyncio.run(restart())
+    status = second.machine.status("leaf01")
+    assert status is not None and status.state == Stage.FAILED and status.failed_stage == Stage.OFFERED
+
+
+def test_reload_takes_the_new_timeouts_and_unknown_devices_are_capped(tmp_path: Path,
+                                                                       fake_clock: FakeClock) -> None:
+    recorder = Recorder.for_config(CONFIG, LeaseTable(), SqliteTimelineStore(tmp_path / "t.sqlite3"),
+                                   clock=fake_clock)
+    assert recorder.machine.timeouts.offered == 60
+    recorder.reconfigure(dataclasses.replace(CONFIG, timeline=TimelineSettings(offer_timeout=5, max_devices=2)))
+    assert recorder.machine.timeouts.offered == 5 and recorder.retention.max_devices == 2
+    for i in range(4):
+        mac = f"02:00:00:00:01:0{i}"
+        pkt = p.DhcpPacket(op=p.BOOTREQUEST, xid=1, chaddr=p.mac_to_chaddr(mac), options={53: bytes((p.DISCOVER,))})
+        recorder.dhcp(pkt, INGRESS, Proposal(p.DhcpPacket(op=p.BOOTREPLY, xid=1, chaddr=b"",
+                                                          yiaddr=IPv4Address(f"10.60.0.{100 + i}"),
+                                                          options={53: bytes((p.OFFER,))})), fake_clock.now)
+    recorder.drain()
+    assert len(recorder.machine.devices) == 2 and recorder.counters["devices_dropped"] == 2
+    fake_clock.advance(5)
+    failed = recorder.drain()
+    assert [e.kind.value for e in failed] == ["failed", "failed"]
+    asyncio.run(_close(recorder))
