@@ -129,7 +129,8 @@ class Appliance:
         self.dhcp.observe = self.recorder.dhcp
         self.syslog: SyslogServer | None = None
         if config.syslog is not None:
-            self.syslog = SyslogServer(self._syslog_sender, self._syslog_message, port=config.syslog.port)
+            self.syslog = SyslogServer(self._syslog_sender, self._syslog_message, wanted=self._syslog_awaited,
+                                       port=config.syslog.port)
         # The one HTTP listener; features add their routes here, before run() starts it (ztp.http.server).
         self.http: HttpServer | None = None
         if config.http is not None:
@@ -346,6 +347,11 @@ class Appliance:
         if lease is not None and lease.state == LeaseState.BOUND:
             return lease_key(self.config, lease)
         return None
+
+    def _syslog_awaited(self, key: str) -> bool:
+        """Whether `key`'s syslog lines matter now: its config was delivered, it has not confirmed yet."""
+        status = self.recorder.machine.status(key)
+        return status is not None and status.state == Stage.DELIVERED
 
     def _syslog_message(self, key: str, ip: str, text: str, now: float) -> None:
         """A device's syslog line: only the first one after its config was delivered matters (confirmation)."""

@@ -7,6 +7,7 @@ Six devices on one segment, each a real peer in its own namespace:
     leaf04  ISC dhclient: leases, never fetches its config  -> failed at bound
     leaf05  dhclient, then a TFTP client that stops ACKing  -> failed at fetching, "timed out at block 37"
     leaf06  ztp agent on the segment; inventory names a relay port -> flagged miscabled
+    leaf08  (second test) behind `ztp relay` on port r1-port9; inventory says r1-port8 -> flagged miscabled
 The API (curl from the server namespace) shows each state and reason; `ztp status` prints the same table.
 """
 
@@ -44,6 +45,11 @@ devices:
     circuit_id: r1-port6
     template: leaf.j2
     vars: {asn: 65006, loopback: 10.255.0.6, vlans: [10]}
+  - hostname: leaf08
+    mac: 02:00:00:00:00:08
+    circuit_id: r1-port8
+    template: leaf.j2
+    vars: {asn: 65008, loopback: 10.255.0.8, vlans: [10]}
 """
 EXTRA = f"""http:
   token: {TOKEN}
@@ -194,3 +200,27 @@ def test_each_stage_and_its_reason(appliance: ApplianceLab) -> None:
     lines = {line.split()[0]: line for line in status.stdout.splitlines()[2:] if line.strip()}
     assert " confirmed " in lines["leaf01"] and " failed " in lines["leaf03"] and "at offered" in lines["leaf03"]
     assert "delivered 1  confirmed 2  failed 3" in status.stdout
+
+
+def test_miscabled_behind_a_relay(appliance: ApplianceLab) -> None:
+    """A device known by MAC, relayed from another switch port than its inventory entry names."""
+    app, lab = appliance, appliance.lab
+    relay_ns = lab.ns("relay")
+    lab.link(app.srv, "r1", relay_ns, "up0", addr_a="10.50.0.1/24", addr_b="10.50.0.2/24")
+    remote = lab.segment("remote")
+    lab.attach(remote, relay_ns, "down0", addr="10.70.0.1/24")
+    lab.run(app.srv, ["ip", "route", "add", "10.70.0.0/24", "via", "10.50.0.2"])
+    lab.spawn(relay_ns, [sys.executable, "-m", "ztp", "relay", "--client-interface", "down0", "--server",
+                         "10.50.0.1", "--circuit-id", "r1-port9"], log=app.tmp / "relay.log", env=ENV)
+    lab.wait_udp_listening(relay_ns, 67)
+    dev = lab.ns("d8")
+    lab.attach(remote, dev, "eth0", mac="02:00:00:00:00:08")
+    lab.run(dev, [sys.executable, PEERS, "discover", "02:00:00:00:00:08"])
+    leaf08 = wait_state(app, "leaf08", "offered", timeout=15)
+    assert leaf08["miscabled"]["expected"] == "circuit-id 'r1-port8'"
+    assert leaf08["miscabled"]["actual"].startswith("circuit-id 'r1-port9' remote-id "), leaf08
+    assert leaf08["reason"].startswith("miscabled: inventory expects circuit-id 'r1-port8', the device is on "
+                                       "circuit-id 'r1-port9'")
+    code, timeline = api(app, "/api/devices/leaf08/timeline")
+    assert [e["kind"] for e in timeline["events"]][:2] == ["miscabled", "offer"]
+    assert timeline["events"][1]["detail"]["giaddr"] == "10.70.0.1"

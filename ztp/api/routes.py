@@ -35,6 +35,7 @@ from ztp.timeline.recorder import Recorder
 
 _SSE_QUEUE = 256  # updates buffered per dashboard; a client that falls behind is told to reload
 _SSE_KEEPALIVE = 15.0
+MAX_STREAMS = 64  # dashboards open at once; beyond: 503 (each holds a socket and a queue)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -194,6 +195,9 @@ class OperatorApi:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events (HTML Living Standard §9.2): `devices` with the statuses that changed."""
+        if self.streams >= MAX_STREAMS:
+            raise web.HTTPServiceUnavailable(text=f"{MAX_STREAMS} event streams are open already\n",
+                                             headers={"Retry-After": "10"})
         queue: asyncio.Queue[list[Event] | None] = asyncio.Queue(maxsize=_SSE_QUEUE)
 
         def listener(events: list[Event]) -> None:

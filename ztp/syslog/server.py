@@ -23,6 +23,8 @@ log = logging.getLogger("ztp.syslog")
 Attribute = Callable[[IPv4Address], str | None]
 # (key, source address, message text, now) -> None
 Deliver = Callable[[str, str, str, float], None]
+# (key) -> whether a message from this device matters now (one awaiting confirmation)
+Wanted = Callable[[str], bool]
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -36,10 +38,12 @@ class _Protocol(asyncio.DatagramProtocol):
 class SyslogServer:
     """UDP syslog on `port` of each of `hosts`."""
 
-    def __init__(self, attribute: Attribute, deliver: Deliver, *, port: int = 514,
+    def __init__(self, attribute: Attribute, deliver: Deliver, *, wanted: Wanted = lambda key: True, port: int = 514,
                  hosts: Sequence[str] = (WILDCARD,), clock: Callable[[], float] = time.time) -> None:
+        """`attribute` names the sender's device; only messages of `wanted` devices are parsed and delivered."""
         self.attribute = attribute
         self.deliver = deliver
+        self.wanted = wanted
         self.port = port
         self.hosts = tuple(hosts)
         self.clock = clock
@@ -47,20 +51,26 @@ class SyslogServer:
         self._transports: list[asyncio.DatagramTransport] = []
 
     def datagram(self, data: bytes, source: str) -> None:
-        """One datagram from `source` (the shell's whole logic; tests call it directly)."""
+        """One datagram from `source` (the shell's whole logic; tests call it directly).
+
+        Who sent it is looked up first (two dict lookups): a flood from strangers, or the chatter of devices
+        already confirmed, costs no parsing."""
         self.counters["received"] += 1
-        try:
-            message = parse(data)
-        except SyslogMalformed as exc:
-            self.counters["malformed"] += 1
-            log.debug("syslog from %s dropped: %s", source, exc)
-            return
         try:
             key = self.attribute(IPv4Address(source))
         except ValueError:
             key = None
         if key is None:
             self.counters["unknown_sender"] += 1
+            return
+        if not self.wanted(key):
+            self.counters["not_awaited"] += 1
+            return
+        try:
+            message = parse(data)
+        except SyslogMalformed as exc:
+            self.counters["malformed"] += 1
+            log.debug("syslog from %s dropped: %s", source, exc)
             return
         self.counters["attributed"] += 1
         self.deliver(key, source, message.text[:200], self.clock())
