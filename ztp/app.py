@@ -24,7 +24,7 @@ from ztp.dns.zone import Zone
 from ztp.http.boot import HttpBoot
 from ztp.http.server import HttpServer
 from ztp.leases.ledger import EventKind, LeaseEvent, Ledger
-from ztp.leases.store import LeaseBackend, describe, merge_remote, open_store
+from ztp.leases.store import LeaseBackend, describe, merge_remote, open_store, read_through
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.net.listen import WILDCARD, listen_addresses
 from ztp.net.sockets import interface_ipv4
@@ -119,6 +119,7 @@ class Appliance:
         if config.dns is not None:
             self._build_dns()
         self.dhcp = DhcpServer(self.chain, self.ledger, interfaces=config.interfaces, port=config.dhcp_port)
+        self.dhcp.read_through = read_through(self.writer, self.ledger)  # a shared store: cache misses read it
         self.static_root = StaticRoot(config.tftp_root) if config.tftp_root is not None else None
         self.tftp = TftpServer(self._content(), port=config.tftp_port,
                                log=logging.getLogger("ztp.tftp"), describe_peer=self.describe_peer,

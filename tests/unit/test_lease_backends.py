@@ -425,3 +425,95 @@ def test_an_outage_fails_commits_cleanly_and_the_store_comes_back_by_itself(
         assert any("reachable again" in m for m in lines)
     finally:
         cluster.stop()
+
+
+# --- read-through on a cache miss ---------------------------------------------------------------------------
+
+def test_lookup_reads_a_clients_rows_in_one_query(shared: str) -> None:
+    async def main() -> None:
+        store = PostgresStore(shared)
+        store.start(asyncio.get_running_loop())
+        try:
+            await store.commit(lease(1, client="c1"))
+            await store.commit(lease(2, client="c2"))
+            got = await asyncio.wait_for(asyncio.gather(store.lookup("c1"), store.lookup("c2"), store.lookup("c3")),
+                                         10)
+            assert got == [[lease(1, client="c1")], [lease(2, client="c2")], []]
+        finally:
+            store.close()
+    run(main)
+
+
+class FakeLookup:
+    """Lookups the test completes by hand."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.asked: list[tuple[str, asyncio.Future[list[Lease]]]] = []
+
+    def __call__(self, client: str) -> asyncio.Future[list[Lease]]:
+        fut: asyncio.Future[list[Lease]] = self.loop.create_future()
+        self.asked.append((client, fut))
+        return fut
+
+
+def test_read_through_defers_the_decision_until_the_clients_row_is_in_the_cache() -> None:
+    from ztp.leases.store import ReadThrough
+
+    async def main() -> None:
+        table = LeaseTable()
+        ledger = Ledger(table)
+        lookups = FakeLookup(asyncio.get_running_loop())
+        rt = ReadThrough(ledger, lookups)
+        decided: list[str] = []
+        theirs = lease(12, client="moved", updated=T0)  # in POOL
+        assert rt("moved", lambda: decided.append(str(table.lease_of("moved"))))
+        assert rt("moved", lambda: decided.append("retransmission"))  # waits for the same lookup
+        assert [c for c, _ in lookups.asked] == ["moved"] and decided == []
+        lookups.asked[0][1].set_result([theirs])
+        await asyncio.sleep(0)
+        assert decided == [str(theirs), "retransmission"]
+        # Known now: the chain's allocation gives the client the address it holds elsewhere.
+        assert not rt("moved", lambda: None)
+        assert ledger.choose(POOL, "moved", reserved=None, requested=None, now=T0 + 1) == theirs.ip
+
+        # Not in the store: decided from the cache (which then holds the offer: no second lookup).
+        assert rt("new", lambda: decided.append("new"))
+        lookups.asked[1][1].set_result([])
+        await asyncio.sleep(0)
+        assert decided[-1] == "new" and table.lease_of("new") is None
+
+        # The database unreachable: the decision runs anyway, from the cache.
+        assert rt("down", lambda: decided.append("down"))
+        lookups.asked[2][1].set_exception(StoreUnavailable("unreachable"))
+        await asyncio.sleep(0)
+        assert decided[-1] == "down"
+    run(main)
+
+
+def test_read_through_is_bounded() -> None:
+    from ztp.leases.store import ReadThrough
+
+    async def main() -> None:
+        lookups = FakeLookup(asyncio.get_running_loop())
+        rt = ReadThrough(Ledger(LeaseTable()), lookups, max_pending=2)
+        assert rt("a", lambda: None) and rt("b", lambda: None)
+        assert not rt("c", lambda: None)  # answered from the cache rather than queued
+        for _ in range(10):
+            rt("a", lambda: None)
+        assert len(lookups.asked) == 2 and len(rt._waiting["a"]) == 4
+    run(main)
+
+
+def test_only_a_shared_store_reads_through(tmp_path: Path, shared: str) -> None:
+    from ztp.leases.store import ReadThrough, read_through
+
+    ledger = Ledger(LeaseTable())
+    sqlite = LeaseWriter(database_path(tmp_path))
+    pg = PostgresStore(shared)
+    try:
+        assert read_through(sqlite, ledger) is None
+        assert isinstance(read_through(pg, ledger), ReadThrough)
+    finally:
+        sqlite.close()
+        pg.close()

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 
 from ztp.dhcp import packet as p
 from ztp.dhcp.chain import Chain
-from ztp.dhcp.exchange import Ingress, Proposal
+from ztp.dhcp.exchange import Ingress, Proposal, client_key
 from ztp.dhcp.packet import DhcpPacket, MalformedPacket
 from ztp.dhcp.reply import LIMITED_BROADCAST, Destination, destination
 from ztp.leases.ledger import LeaseChange, Ledger
@@ -65,6 +65,9 @@ class DhcpServer:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.pinger: Pinger | None = None  # conflict detection (dhcp.ping_check); None: offers are not probed
+        # A shared lease store's read-through (ztp.leases.store.ReadThrough): given the client's key and the
+        # decision to run, True when it runs it later, once the client's rows are in the cache.
+        self.read_through: Callable[[str, Callable[[], None]], bool] | None = None
         self._probing: set[IPv4Address] = set()
 
     async def start(self) -> None:
@@ -146,6 +149,9 @@ class DhcpServer:
         if ingress is None:
             self.counters["ignored"] += 1
             log.debug("%s dhcp request on an interface we do not serve; ignored", pkt.mac)
+            return
+        if self.read_through is not None and self.read_through(client_key(pkt),
+                                                               lambda: self._decide(pkt, ingress, None, 0)):
             return
         self._decide(pkt, ingress, None, 0)
 

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from ztp.leases.ledger import Ledger
 
 __all__ = ["LeaseBackend", "LeaseConflict", "LeaseWriter", "StoreError", "StoreUnavailable", "database_path",
-           "describe", "load_leases", "merge_remote", "open_store", "read_leases", "upgrade"]
+           "ReadThrough", "describe", "load_leases", "merge_remote", "open_store", "read_leases", "read_through",
+           "upgrade"]
 
 
 class StoreError(Exception):
@@ -158,3 +159,61 @@ def merge_remote(ledger: Ledger, leases: list[Lease]) -> int:
             log.debug("%s lease %s %s until %.0f, written by another appliance", lease.mac, lease.ip, lease.state,
                       lease.expires)
     return applied
+
+
+Lookup = Callable[[str], "asyncio.Future[list[Lease]]"]
+
+
+class ReadThrough:
+    """Before the DHCP chain decides for a client the cache does not know, read that client's rows from the
+    shared store: a client that another appliance bound, and whose row has not reached this cache yet (a
+    notification in flight, a listener reconnecting), still gets its own address back.
+
+    `__call__(client, decide)` returns False when the cache can answer now (the client is known, or too many
+    lookups are under way); otherwise it returns True and calls `decide()` once the client's rows are in the
+    cache (or the lookup failed: the cache then answers as it stands). Retransmissions arriving meanwhile wait
+    for the same lookup. A new client costs one lookup (the offer then makes it known); lookups queued
+    together are one query.
+    """
+
+    def __init__(self, ledger: Ledger, lookup: Lookup, *, max_pending: int = 1024) -> None:
+        self.ledger = ledger
+        self.lookup = lookup
+        self.max_pending = max_pending
+        self._waiting: dict[str, list[Callable[[], None]]] = {}
+        self.lookups = 0
+
+    def __call__(self, client: str, decide: Callable[[], None]) -> bool:
+        """Whether `decide` was deferred until `client`'s rows are read."""
+        if self.ledger.lease_of(client) is not None:
+            return False
+        waiting = self._waiting.get(client)
+        if waiting is not None:
+            if len(waiting) < 4:  # a client's retransmissions; beyond a few they are dropped
+                waiting.append(decide)
+            return True
+        if len(self._waiting) >= self.max_pending:
+            return False  # a storm of new clients: answer from the cache rather than queue without bound
+        self._waiting[client] = [decide]
+        self.lookups += 1
+        fut = self.lookup(client)
+        fut.add_done_callback(lambda f: self._found(client, f))
+        return True
+
+    def _found(self, client: str, fut: asyncio.Future[list[Lease]]) -> None:
+        if not fut.cancelled():
+            error = fut.exception()
+            if error is None:
+                merge_remote(self.ledger, sorted(fut.result(), key=lambda x: x.updated))
+            else:
+                log.debug("lease lookup for %s failed: %s; answering from the cache", client, error)
+        for decide in self._waiting.pop(client, []):
+            decide()
+
+
+def read_through(store: LeaseBackend, ledger: Ledger) -> ReadThrough | None:
+    """The read-through for a shared store (None for SQLite: its cache is the whole truth)."""
+    lookup = getattr(store, "lookup", None)
+    if not store.shared or lookup is None:
+        return None
+    return ReadThrough(ledger, lookup)

@@ -172,6 +172,7 @@ class PostgresStore:
         self._conn: psycopg.Connection[Any] | None = self._open()
         self._cond = threading.Condition()
         self._pending: list[Pending] = []
+        self._lookups: list[tuple[str, asyncio.Future[list[Lease]]]] = []
         self._closing = False
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -226,6 +227,16 @@ class PostgresStore:
             self._cond.notify()
         return fut
 
+    def lookup(self, client: str) -> asyncio.Future[list[Lease]]:
+        """Every row of `client` in the database (read-through for a key the cache does not know); lookups
+        queued together are one query. Fails with StoreError when the database cannot be reached."""
+        assert self._loop is not None, "start() first"
+        fut: asyncio.Future[list[Lease]] = self._loop.create_future()
+        with self._cond:
+            self._lookups.append((client, fut))
+            self._cond.notify()
+        return fut
+
     def write_soon(self, lease: Lease) -> None:
         """Queue a lease nobody waits for."""
         with self._cond:
@@ -255,11 +266,16 @@ class PostgresStore:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closing:
+                while not self._pending and not self._lookups and not self._closing:
                     self._cond.wait()
                 batch, self._pending = self._pending, []
-                if not batch and self._closing:
+                lookups, self._lookups = self._lookups, []
+                if not batch and not lookups and self._closing:
                     return
+            if lookups:
+                self._read_clients(lookups)
+            if not batch:
+                continue
             error: BaseException | None = None
             won: list[bool] = []
             try:
@@ -269,6 +285,31 @@ class PostgresStore:
             except psycopg.Error as exc:  # a statement failed: the transaction was rolled back
                 error = exc
             self._deliver(batch, won, error)
+
+    def _read_clients(self, lookups: list[tuple[str, asyncio.Future[list[Lease]]]]) -> None:
+        found: dict[str, list[Lease]] = {client: [] for client, _ in lookups}
+        error: BaseException | None = None
+        try:
+            conn = self._conn
+            if conn is None or conn.closed:
+                conn = self._conn = self._open()
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM leases WHERE client = ANY(%s)", (list(found),)).fetchall()
+            conn.rollback()
+            for row in rows:
+                found[row[1]].append(_lease(row))
+        except psycopg.OperationalError as exc:
+            self._lost(self._conn, exc)
+            error = StoreUnavailable(f"lease database {redact(self.dsn)} unreachable: {_reason(exc)}")
+        except (psycopg.Error, StoreError) as exc:
+            error = exc
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        results = [(fut, found[client], error) for client, fut in lookups]
+        try:
+            loop.call_soon_threadsafe(_settle_lookups, results)
+        except RuntimeError:
+            pass
 
     def _write(self, batch: list[Pending]) -> list[bool]:
         """One transaction for the batch, pipelined; which rows were written. StoreUnavailable when the
@@ -439,3 +480,13 @@ class PostgresStore:
             loop.call_soon_threadsafe(on_remote, rows)
         except RuntimeError:
             pass
+
+
+def _settle_lookups(results: list[tuple[asyncio.Future[list[Lease]], list[Lease], BaseException | None]]) -> None:
+    for fut, leases, error in results:
+        if fut.done():
+            continue
+        if error is None:
+            fut.set_result(leases)
+        else:
+            fut.set_exception(error)
