@@ -142,7 +142,8 @@ class Appliance:
             self.metrics = Metrics(ApplianceCollector(self.recorder, lambda: self.config, self.table,
                                                       lambda: self.dhcp.counters, lambda: self.tftp.counters,
                                                       time.time))
-            self.api = OperatorApi(self.recorder, lambda: self.config, self.table, self.metrics)
+            self.api = OperatorApi(self.recorder, lambda: self.config, self.table, self.metrics,
+                                   reload=self.request_reload)
             self.http.add_routes(self.api.routes())
         self._reload_task: asyncio.Task[bool] | None = None
         self._reload_again = False

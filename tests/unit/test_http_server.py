@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
+from ztp.api.metrics import ApplianceCollector, Metrics
+from ztp.api.routes import OperatorApi
+from ztp.config import load_config
 from ztp.http.server import TOKEN_KEY, HttpServer, require_token
+from ztp.leases.table import LeaseTable
+from ztp.timeline.recorder import Recorder
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -19,6 +25,7 @@ def _request(server: HttpServer, method: str, path: str, headers: dict[str, str]
 
 async def _dispatch(server: HttpServer, request: web.Request) -> web.StreamResponse:
     match = await server.app.router.resolve(request)
+    match.add_app(server.app)
     request._match_info = match  # what aiohttp's request handler does before calling the route
     return await match.handler(request)
 
@@ -61,3 +68,25 @@ def test_write_token_accepted_and_swappable() -> None:
     server.token = "another-token-0123456789"  # a reload swaps it
     with pytest.raises(web.HTTPForbidden):
         require_token(_request(server, "POST", "/api/x", {"Authorization": f"Bearer {TOKEN}"}))
+
+
+def test_reload_endpoint_needs_the_token() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "ztp.yaml")
+    table = LeaseTable()
+
+    class NoStore:
+        def append(self, events: object) -> None: ...
+        def close(self) -> None: ...
+
+    recorder = Recorder(config, table, NoStore())  # type: ignore[arg-type]
+    metrics = Metrics(ApplianceCollector(recorder, lambda: config, table, dict, dict, lambda: 0.0))
+    reloads: list[int] = []
+    server = HttpServer(port=0, token=TOKEN)
+    server.add_routes(OperatorApi(recorder, lambda: config, table, metrics, reload=lambda: reloads.append(1)).routes())
+    with pytest.raises(web.HTTPUnauthorized):
+        asyncio.run(_dispatch(server, _request(server, "POST", "/api/reload")))
+    resp = asyncio.run(_dispatch(server, _request(server, "POST", "/api/reload",
+                                                  {"Authorization": f"Bearer {TOKEN}"})))
+    assert resp.status == 202 and reloads == [1]
+    spec = asyncio.run(_dispatch(server, _request(server, "GET", "/api/openapi.json")))
+    assert isinstance(spec, web.Response) and spec.text is not None and "/api/reload" in spec.text

@@ -4,6 +4,7 @@
     GET  /api/devices/{key}                one device (key: inventory hostname or MAC), its inventory entry
     GET  /api/devices/{key}/timeline       its events, oldest first
     POST /api/devices/{key}/confirm        mark it confirmed (write token: ztp.http.server.require_token)
+    POST /api/reload                       reload config, inventory and templates, as SIGHUP does (token)
     GET  /api/leases                       the lease table
     GET  /api/explain?mac=M | ?hostname=H  `ztp explain` for a device
     GET  /api/events                       server-sent events: device status changes (the dashboard)
@@ -11,7 +12,7 @@
     GET  /metrics                          Prometheus text format
     GET  /, /device/{key}, /static/...     the dashboard (ztp/api/static)
 
-Reads are open on the provisioning side; the one write needs the token.
+Reads are open on the provisioning side; writes need the token.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class OperatorApi:
     """Routes over the running appliance's recorder, lease table and (current) configuration."""
 
     def __init__(self, recorder: Recorder, config: Callable[[], Config], table: LeaseTable, metrics: Metrics, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 reload: Callable[[], None] | None = None, clock: Callable[[], float] = time.time) -> None:
+        """`reload` starts a reload of the running appliance (POST /api/reload); None: the route answers 501."""
+        self.reload_appliance = reload
         self.recorder = recorder
         self.config = config
         self.table = table
@@ -62,6 +65,7 @@ class OperatorApi:
             web.get("/api/devices/{key}", self.device),
             web.get("/api/devices/{key}/timeline", self.timeline),
             web.post("/api/devices/{key}/confirm", self.confirm),
+            web.post("/api/reload", self.reload),
             web.get("/api/leases", self.leases),
             web.get("/api/explain", self.explain),
             web.get("/api/events", self.events),
@@ -166,6 +170,14 @@ class OperatorApi:
             return _json({"error": f"no device {key!r} has been heard from"}, 404)
         return _json(self._status(status, self.clock()))
 
+    async def reload(self, request: web.Request) -> web.Response:
+        """Reload config, inventory and templates (as SIGHUP); the outcome is in the log. Needs the token."""
+        require_token(request)
+        if self.reload_appliance is None:
+            return _json({"error": "this server cannot reload"}, 501)
+        self.reload_appliance()
+        return _json({"reloading": True, "see": "the log: 'reloaded: ...' or the problems found"}, 202)
+
     async def leases(self, request: web.Request) -> web.Response:
         """Every lease row."""
         now = self.clock()
@@ -181,9 +193,10 @@ class OperatorApi:
             return _json({"error": "give exactly one of ?mac= or ?hostname="}, 400)
         if mac and not MAC_RE.match(mac):
             return _json({"error": f"{mac!r} is not a MAC address like 02:00:00:00:00:01"}, 400)
+        leases = list(self.table.all())  # copied on the loop; the chain then runs on a thread, off it
         try:
-            result = explain(self.config(), list(self.table.all()), mac=mac, hostname=hostname, now=self.clock(),
-                             giaddr=request.query.get("giaddr"))
+            result = await asyncio.to_thread(explain, self.config(), leases, mac=mac, hostname=hostname,
+                                             now=self.clock(), giaddr=request.query.get("giaddr"))
         except (ExplainError, ValueError) as exc:
             return _json({"error": str(exc)}, 404)
         return _json(result.as_dict())
@@ -269,6 +282,10 @@ OPENAPI: dict[str, Any] = {
             "responses": {"200": {"description": "the device's status"}, "401": {"description": "no token"},
                           "403": {"description": "wrong token, or none configured"},
                           "404": {"description": "never heard from"}}}},
+        "/api/reload": {"post": {
+            "summary": "reload config, inventory and templates (as SIGHUP)", "security": [{"token": []}],
+            "responses": {"202": {"description": "reload started; the outcome is logged"},
+                          "401": {"description": "no token"}, "403": {"description": "wrong token"}}}},
         "/api/leases": _get("the lease table"),
         "/api/explain": _get("why a device gets what it gets (a DISCOVER run through the chain, nothing sent)", [
             {"name": "mac", "in": "query", "schema": {"type": "string"}},
