@@ -24,7 +24,7 @@ from ztp.dhcp.handlers.subnet import select_subnet
 from ztp.dhcp.packet import DhcpPacket
 from ztp.dhcp.relayinfo import RelayInfo, build_relay_info, parse_relay_info
 from ztp.leases.ledger import Ledger
-from ztp.leases.store import database_path, load_leases
+from ztp.leases.store import StoreError, read_leases
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.net.sockets import interface_ipv4
 from ztp.render import DeviceView, Renderer
@@ -262,5 +262,8 @@ def render_text(x: Explanation) -> str:
 
 
 def stored_leases(config: Config) -> list[Lease]:
-    """The lease rows on disk, read-only (none when there is no database yet)."""
-    return load_leases(database_path(config.state_dir))
+    """The configured store's lease rows, read-only (SQLite or PostgreSQL); ExplainError when unreadable."""
+    try:
+        return read_leases(config)
+    except StoreError as exc:
+        raise ExplainError(str(exc)) from None
