@@ -19,7 +19,7 @@ from ztp.agent import cli as agent_cli
 from ztp.check import validate
 from ztp.config import Config, ConfigError, load_config, normalize_mac
 from ztp.devices import boot_target
-from ztp.leases.store import StoreError, read_leases, upgrade
+from ztp.leases.store import StoreError, describe, migrate_from_sqlite, read_leases, upgrade
 from ztp.leases.table import Lease, LeaseTable
 from ztp.provision import device_view
 from ztp.relay import cli as relay_cli
@@ -132,6 +132,18 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         print(f"{what}: schema version {after}, up to date")
     else:
         print(f"{what}: schema version {before} -> {after}")
+    return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    try:
+        path, copied, skipped = migrate_from_sqlite(config, Path(args.state_dir))
+    except StoreError as exc:
+        print(f"ztp: {exc}", file=sys.stderr)
+        return 1
+    note = f"; {skipped} skipped: their address already has a row there" if skipped else ""
+    print(f"{copied} lease rows copied from {path} to {describe(config)}{note}")
     return 0
 
 
@@ -260,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "PostgreSQL), then exit")
     db_upgrade.add_argument("--config", required=True)
     db_upgrade.set_defaults(func=cmd_db_upgrade)
+    db_migrate = db_sub.add_parser("migrate-from-sqlite", help="copy the leases of an embedded install (its "
+                                                               "state_dir) into the configured PostgreSQL")
+    db_migrate.add_argument("state_dir", metavar="STATE_DIR")
+    db_migrate.add_argument("--config", required=True)
+    db_migrate.set_defaults(func=cmd_db_migrate)
 
     agent = sub.add_parser("agent", help="emulate a switch (or a fleet) booting with ZTP")
     agent_cli.add_arguments(agent)

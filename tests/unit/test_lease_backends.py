@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -517,3 +518,45 @@ def test_only_a_shared_store_reads_through(tmp_path: Path, shared: str) -> None:
     finally:
         sqlite.close()
         pg.close()
+
+
+# --- moving an embedded install to PostgreSQL ---------------------------------------------------------------
+
+def test_db_migrate_from_sqlite_copies_every_row_once(tmp_path: Path, pg_dsn: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from ztp.cli import main
+
+    old_state = tmp_path / "old-state"
+    rows = [lease(1, hostname="leaf01"), lease(2, state=LeaseState.RELEASED, expires=T0),
+            lease(3, state=LeaseState.DECLINED)]
+    writer = LeaseWriter(database_path(old_state))
+    try:
+        writer.write_all(rows)
+    finally:
+        writer.close()
+    config = _config_with(tmp_path, f'state:\n  backend: postgresql\n  dsn: "{pg_dsn}"\n')
+    assert main(["db", "migrate-from-sqlite", str(old_state), "--config", str(config)]) == 1
+    assert "schema version 0" in capsys.readouterr().err  # the schema first: ztp db upgrade
+    assert main(["db", "upgrade", "--config", str(config)]) == 0
+    assert "schema version 0 -> 1" in capsys.readouterr().out
+    assert main(["db", "migrate-from-sqlite", str(old_state), "--config", str(config)]) == 0
+    assert "3 lease rows copied from" in capsys.readouterr().out
+    assert sorted(read_rows(pg_dsn), key=lambda x: x.ip) == rows
+    assert main(["db", "migrate-from-sqlite", str(old_state), "--config", str(config)]) == 0
+    again = capsys.readouterr().out
+    assert "0 lease rows copied" in again and "3 skipped" in again
+    assert len(read_rows(pg_dsn)) == 3
+    # `ztp leases` reads the shared store.
+    assert main(["leases", "--config", str(config), "--json"]) == 0
+    assert {r["ip"] for r in json.loads(capsys.readouterr().out)} == {str(x.ip) for x in rows}
+
+
+def test_db_migrate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ztp.cli import main
+
+    config = _config_with(tmp_path, "")
+    assert main(["db", "migrate-from-sqlite", str(tmp_path), "--config", str(config)]) == 1
+    assert "state.backend is not postgresql" in capsys.readouterr().err
+    config = _config_with(tmp_path, 'state:\n  backend: postgresql\n  dsn: "host=/nonexistent"\n')
+    assert main(["db", "migrate-from-sqlite", str(tmp_path / "none"), "--config", str(config)]) == 1
+    assert "no lease database there" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ztp.leases.store.sqlite import LeaseWriter, database_path, load_leases
@@ -32,9 +33,9 @@ if TYPE_CHECKING:
     from ztp.config import Config
     from ztp.leases.ledger import Ledger
 
-__all__ = ["LeaseBackend", "LeaseConflict", "LeaseWriter", "StoreError", "StoreUnavailable", "database_path",
-           "ReadThrough", "describe", "load_leases", "merge_remote", "open_store", "read_leases", "read_through",
-           "upgrade"]
+__all__ = ["LeaseBackend", "LeaseConflict", "LeaseWriter", "ReadThrough", "StoreError", "StoreUnavailable",
+           "database_path", "describe", "load_leases", "merge_remote", "migrate_from_sqlite", "open_store",
+           "read_leases", "read_through", "upgrade"]
 
 
 class StoreError(Exception):
@@ -115,6 +116,26 @@ def upgrade(config: Config) -> tuple[str, int, int]:
 
     before, after = sqlite_upgrade(database_path(config.state_dir))
     return describe(config), before, after
+
+
+def migrate_from_sqlite(config: Config, state_dir: Path) -> tuple[Path, int, int]:
+    """Copy the lease rows of the SQLite database under `state_dir` into the configured PostgreSQL (schema
+    current: `ztp db upgrade` first): (the SQLite file, rows copied, rows skipped because their address
+    already has a row there). StoreError naming the fix when there is nothing to copy from or to."""
+    if config.state.backend != "postgresql" or config.state.dsn is None:
+        raise StoreError(f"{config.path}:{config.line('state')}: state.backend is not postgresql: set state: "
+                         "{backend: postgresql, dsn: ...} to say where the leases go")
+    path = database_path(state_dir)
+    if not path.is_file():
+        raise StoreError(f"{path}: no lease database there (STATE_DIR is the state_dir of the old configuration)")
+    try:
+        leases = load_leases(path)
+    except OSError as exc:
+        raise StoreError(str(exc)) from None
+    from ztp.leases.store.postgres import import_rows
+
+    copied = import_rows(config.state.dsn, leases, where=_where(config))
+    return path, copied, len(leases) - copied
 
 
 def describe(config: Config) -> str:

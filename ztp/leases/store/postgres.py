@@ -85,6 +85,31 @@ RETURNING 1
 """
 
 
+_INSERT_NEW = """
+INSERT INTO leases (ip, client, mac, state, expires, updated, hostname, appliance)
+VALUES (%s, %s, %s, %s, %s, %s, %s, '')
+ON CONFLICT (ip) DO NOTHING
+RETURNING 1
+"""
+
+
+def import_rows(dsn: str, leases: list[Lease], *, where: str = "state.dsn") -> int:
+    """Insert `leases` in one transaction, skipping every address that already has a row (so running it
+    twice changes nothing); how many were inserted. Running appliances hear of them (the trigger)."""
+    with _connect(dsn, where) as conn:
+        _check_schema(conn, dsn, where)
+        inserted = 0
+        with conn.cursor() as cur:
+            cur.executemany(_INSERT_NEW, [(str(x.ip), x.client, x.mac, x.state.value, x.expires, x.updated,
+                                           x.hostname) for x in leases], returning=True)
+            while leases:
+                inserted += cur.fetchone() is not None
+                if not cur.nextset():
+                    break
+        conn.commit()
+    return inserted
+
+
 def redact(dsn: str) -> str:
     """`dsn` without its password (URI or key=value form), for logs and errors."""
     dsn = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", dsn)
