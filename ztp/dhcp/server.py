@@ -18,6 +18,7 @@ from ztp.dhcp.exchange import Ingress, Proposal, client_key
 from ztp.dhcp.packet import DhcpPacket, MalformedPacket
 from ztp.dhcp.reply import LIMITED_BROADCAST, Destination, destination
 from ztp.leases.ledger import LeaseChange, Ledger
+from ztp.leases.store import LeaseConflict
 from ztp.net.arp import inject_arp
 from ztp.net.icmp import Pinger, neighbour_mac
 from ztp.net.sockets import InterfaceTable, parse_pktinfo, pktinfo_cmsg, udp_socket
@@ -238,8 +239,10 @@ class DhcpServer:
             self.counters["commit_failed"] += 1
             lease = change.lease
             who = f"{lease.mac} ({lease.hostname})" if lease.hostname else lease.mac
-            log.error("%s dhcp lease %s (%s) NOT written: %s; no reply sent", who, lease.ip, change.kind,
-                      error or "cancelled")
+            # Another appliance sharing the store won the address: expected now and then, not a fault.
+            level = logging.WARNING if isinstance(error, LeaseConflict) else logging.ERROR
+            log.log(level, "%s dhcp lease %s (%s) NOT written: %s; no reply sent", who, lease.ip, change.kind,
+                    error or "cancelled")
             return
         if reply is None:
             self.counters["no_reply"] += 1
