@@ -24,11 +24,13 @@ def _started(lab: Lab, proc: subprocess.Popen[bytes], ns: str, port: int, log: P
         raise LabError(f"{what} exited {proc.returncode}: {log.read_text()[-2000:]}")
 
 
-def ztp_serve(lab: Lab, ns: str, work: Workload, log: Path, *, fresh: bool = True) -> subprocess.Popen[bytes]:
-    """`ztp serve` with the workload's config (durable leases: SQLite WAL + fsync before every ACK)."""
+def ztp_serve(lab: Lab, ns: str, work: Workload, log: Path, *, fresh: bool = True,
+              config: Path | None = None) -> subprocess.Popen[bytes]:
+    """`ztp serve` with the workload's config (durable leases: SQLite WAL + fsync before every ACK), or
+    with `config` (e.g. ztp-ping.yaml: the same with dhcp.ping_check on)."""
     if fresh:
         work.reset_state()
-    proc = lab.spawn(ns, [*ZTP, "serve", "--config", str(work.config), "--log-level", "warning"], log=log,
+    proc = lab.spawn(ns, [*ZTP, "serve", "--config", str(config or work.config), "--log-level", "warning"], log=log,
                      env={"PYTHONUNBUFFERED": "1"})
     _started(lab, proc, ns, 67, log, "ztp serve")
     lab.wait_for(lambda: proc.poll() is not None or lab.udp_listening(ns, 69), 10, "ztp tftp listening")

@@ -87,7 +87,7 @@ def _inventory(devices: tuple[Switch, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _config(root: Path) -> str:
+def _config(root: Path, *, ping_check: bool = False) -> str:
     return f"""state_dir: {root / 'state'}
 templates: {root / 'templates'}
 inventory: {root / 'inventory.yaml'}
@@ -95,6 +95,9 @@ log_level: warning
 dhcp:
   interfaces: [s1]
   lease_time: 3600
+  # The comparison with Kea and dnsmasq runs without conflict detection (neither probes by default);
+  # bench/run.py measures ztp with it on as its own row (ztp-ping.yaml).
+  ping_check: {'true' if ping_check else 'false'}
   subnets:
     - network: {NETWORK}
       pool: {POOL_FIRST}-{POOL_LAST}
@@ -121,6 +124,7 @@ def prepare(root: Path, *, devices: int) -> Workload:
     (root / "inventory.yaml").write_text(_inventory(fleet))
     cfg = root / "ztp.yaml"
     cfg.write_text(_config(root))
+    (root / "ztp-ping.yaml").write_text(_config(root, ping_check=True))
     tftp_root = root / "tftpboot"
     tftp_root.mkdir(exist_ok=True)
     os.chmod(tftp_root, 0o755)
