@@ -27,18 +27,18 @@ class FakePinger:
     """Records probes; the test decides when and how each resolves."""
 
     def __init__(self) -> None:
-        self.pending: dict[IPv4Address, Callable[[bool], None]] = {}
+        self.pending: dict[IPv4Address, Callable[[bool | None], None]] = {}
         self.timeouts: list[float] = []
 
     def busy(self) -> bool:
         return False
 
-    def probe(self, ip: IPv4Address, timeout: float, resolved: Callable[[bool], None]) -> None:
+    def probe(self, ip: IPv4Address, timeout: float, resolved: Callable[[bool | None], None]) -> None:
         assert ip not in self.pending
         self.pending[ip] = resolved
         self.timeouts.append(timeout)
 
-    def resolve(self, ip: str, answered: bool) -> None:
+    def resolve(self, ip: str, answered: bool | None) -> None:
         self.pending.pop(IPv4Address(ip))(answered)
 
 
@@ -118,3 +118,16 @@ def test_without_an_icmp_socket_offers_go_out_unprobed(tmp_path: Path, fake_cloc
     _discover(server, "02:77:00:00:00:01")
     assert [(o.message_type, o.yiaddr) for o in sock.sent] == [(p.OFFER, IPv4Address("10.60.0.100"))]
     assert server.counters["probe_unavailable"] == 1
+
+
+def test_an_echo_that_cannot_be_sent_is_counted_and_the_offer_goes_ahead(tmp_path: Path, fake_clock: FakeClock,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    pinger = FakePinger()
+    server, sock, _ = _shell(tmp_path, fake_clock, pinger)
+    with caplog.at_level(logging.WARNING, logger="ztp.dhcp"):
+        for n in (1, 2):
+            _discover(server, f"02:77:00:00:00:{n:02x}")
+            pinger.resolve(f"10.60.0.{99 + n}", answered=None)  # e.g. ENOBUFS: the neighbour table is full
+    assert [o.yiaddr for o in sock.sent] == [IPv4Address("10.60.0.100"), IPv4Address("10.60.0.101")]
+    assert server.counters["probe_unsent"] == 2
+    assert sum("gc_thresh3" in r.getMessage() for r in caplog.records) == 1  # said once, then counted

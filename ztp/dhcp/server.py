@@ -210,10 +210,18 @@ class DhcpServer:
         pinger.probe(ip, self.chain.config.ping_timeout,
                      lambda answered: self._probed(pkt, ingress, ip, answered, probes + 1))
 
-    def _probed(self, pkt: DhcpPacket, ingress: Ingress, ip: IPv4Address, answered: bool, probes: int) -> None:
+    def _probed(self, pkt: DhcpPacket, ingress: Ingress, ip: IPv4Address, answered: bool | None,
+                probes: int) -> None:
         self._probing.discard(ip)
         if self._sock is None:
             return
+        if answered is None:
+            # Could not even be sent: nobody can answer it, so the offer goes ahead, but say so once.
+            self.counters["probe_unsent"] += 1
+            if self.counters["probe_unsent"] == 1:
+                log.warning("dhcp.ping_check: echo requests cannot be sent (the neighbour table may be full: raise "
+                            "net.ipv4.neigh.default.gc_thresh3); such addresses are offered unprobed "
+                            "(counter probe_unsent)")
         if not answered:
             self._decide(pkt, ingress, ip, probes)
             return

@@ -24,6 +24,8 @@ ECHO_REQUEST = 8
 _HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 _PAYLOAD = b"ztp conflict probe"
 MAX_IN_FLIGHT = 4096  # probes outstanding at once: each holds a timer and a dict entry
+SEND_BUFFER = 16 << 20  # bytes of echo requests the kernel may hold while it resolves their addresses
+SO_SNDBUFFORCE = 32
 
 
 def checksum(data: bytes) -> int:
@@ -71,7 +73,8 @@ def neighbour_mac(ip: IPv4Address, table: Path = Path("/proc/net/arp")) -> str |
     return None
 
 
-Resolved = Callable[[bool], None]
+Resolved = Callable[[bool | None], None]
+"""Called once per probe: True (an echo reply came), False (none within the timeout), None (not sent)."""
 
 
 class Pinger:
@@ -88,6 +91,15 @@ class Pinger:
     def open(cls) -> Pinger:
         """A Pinger on a new raw ICMP socket (OSError without CAP_NET_RAW)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        # An echo to an address nobody holds waits in the kernel for ARP to give up (about 3 s), charged to
+        # this socket's send buffer: the default (~200 KiB) holds a few hundred, and a boot storm probes
+        # thousands of addresses per second. SO_SNDBUFFORCE (CAP_NET_ADMIN) passes net.core.wmem_max.
+        for option in (SO_SNDBUFFORCE, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, SEND_BUFFER)
+                break
+            except OSError:
+                continue
         sock.setblocking(False)
         return cls(sock)
 
@@ -110,8 +122,8 @@ class Pinger:
         return len(self._waiting) >= MAX_IN_FLIGHT
 
     def probe(self, ip: IPv4Address, timeout: float, resolved: Resolved) -> None:
-        """Ping `ip`; call `resolved(True)` on its first reply, `resolved(False)` after `timeout` seconds
-        (or at once when the request cannot be sent: nothing can answer it)."""
+        """Ping `ip`; call `resolved(True)` on its first reply, `resolved(False)` after `timeout` seconds,
+        `resolved(None)` at once when the request cannot be sent (e.g. the neighbour table is full)."""
         assert self._loop is not None, "start() first"
         self._seq = (self._seq + 1) & 0xFFFF
         key = (ip, self._seq)
@@ -119,7 +131,7 @@ class Pinger:
             self.sock.sendto(build_echo_request(self.ident, self._seq), (str(ip), 0))
         except OSError as exc:
             log.debug("ping %s not sent: %s", ip, exc)
-            self._loop.call_soon(resolved, False)
+            self._loop.call_soon(resolved, None)
             return
         timer = self._loop.call_later(timeout, self._timed_out, key)
         self._waiting[key] = (resolved, timer)
