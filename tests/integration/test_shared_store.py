@@ -1,4 +1,5 @@
-"""Two `ztp serve` on one segment sharing one PostgreSQL (issue 13), with real clients, in namespaces.
+"""Two `ztp serve` sharing one PostgreSQL (issue 13), with real clients, in namespaces: on one segment, and
+behind `ztp relay` forwarding to both (topology further down).
 
     srv-a:s1 10.60.0.1/21 ─┐
     srv-b:s1 10.60.0.2/21 ─┼─ seg(br0) ─ dev / fleet (no address until DHCP)
@@ -173,7 +174,8 @@ def test_a_client_keeps_its_address_when_its_appliance_dies(pair: Pair) -> None:
                                  "--arp-probes", "1"],
                                 stdout=subprocess.PIPE, stderr=fh, env={**os.environ, **ENV})
     try:
-        pair.lab.wait_for(lambda: " bound " in log.read_text(errors="replace"), 40, "the agent bound")
+        # Provisioned (its config fetched from the appliance that granted the lease), then keeping the lease.
+        pair.lab.wait_for(lambda: " provisioned: " in log.read_text(errors="replace"), 40, "the agent provisioned")
         bound = re.search(r" bound ([\d.]+)/\d+ server ([\d.]+)", log.read_text())
         assert bound is not None, log.read_text()
         ip, server = bound.group(1), bound.group(2)
@@ -281,3 +283,131 @@ def test_isc_dhclient_rebinds_to_the_survivor_and_keeps_its_address(pair: Pair) 
     after = text.split(f"DHCPACK of {ip} from {server}", 1)[1]
     assert "DHCPNAK" not in text and "DHCPOFFER of" not in after.replace(f"DHCPOFFER of {ip} from", ""), text
     assert [s for _, i, s in pair.rows() if i == ip] == ["bound"]
+
+
+# -- behind a relay that forwards to both -------------------------------------------------------------------
+#
+#   srv-a:s1 10.50.0.1/24 ─┐                                   ┌─ fleet / dev (10.70.0.0/24 by DHCP,
+#   srv-b:s1 10.50.0.2/24 ─┼─ up(br0) ─ relay:up0 10.50.0.254   │   default route via 10.70.0.1)
+#   route 10.70.0.0/24 via .254         relay:down0 10.70.0.1 ─ down(br0)
+#                                       ip_forward=1, `ztp relay --server A --server B`
+
+RELAYED = {"a": "10.50.0.1", "b": "10.50.0.2"}
+
+
+def _relayed_config(tmp: Path, name: str, dsn: str, *, lease_time: int) -> Path:
+    inv = tmp / "inventory.yaml"
+    if not inv.exists():
+        inv.write_text((REPO / "inventory.yaml").read_text())
+    cfg = tmp / f"ztp-{name}.yaml"
+    cfg.write_text(f"""state_dir: {tmp / f'state-{name}'}
+state:
+  backend: postgresql
+  dsn: "{dsn}"
+templates: {REPO / 'templates'}
+inventory: {inv}
+listen: [{RELAYED[name]}]
+dhcp:
+  interfaces: [s1]
+  lease_time: {lease_time}
+  relays: [10.50.0.254, 10.70.0.1]
+  subnets:
+    - network: 10.50.0.0/24
+    - network: 10.60.0.0/24         # the inventory's reservations (not on this lab's wires)
+    - network: 10.70.0.0/24
+      pool: 10.70.0.100-10.70.0.250
+      routers: [10.70.0.1]
+tftp:
+  root: {REPO / 'tftpboot'}
+""")
+    return cfg
+
+
+@pytest.fixture
+def relayed(lab: Lab, tmp_path: Path, pg_dsn: str) -> tuple[Pair, str]:
+    """Both appliances on an upstream segment behind `ztp relay` forwarding to both; (pair, access segment)."""
+    pair = Pair(lab=lab, tmp=tmp_path, dsn=pg_dsn)
+    up = lab.segment("up")
+    relay = lab.ns("relay")
+    lab.attach(up, relay, "up0", addr="10.50.0.254/24")
+    lab.run(relay, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    down = lab.segment("down")
+    lab.attach(down, relay, "down0", addr="10.70.0.1/24")
+    for name, addr in RELAYED.items():
+        pair.ns[name] = lab.ns(f"srv{name}")
+        lab.attach(up, pair.ns[name], "s1", addr=f"{addr}/24")
+        lab.run(pair.ns[name], ["ip", "route", "add", "10.70.0.0/24", "via", "10.50.0.254"])
+    pair.seg = down
+    bindings = tmp_path / "relay-bindings.json"
+    proc = lab.spawn(relay, [*ZTP, "relay", "--client-interface", "down0", "--server", RELAYED["a"], "--server",
+                             RELAYED["b"], "--bindings-file", str(bindings)], log=tmp_path / "relay.log", env=ENV)
+    lab.wait_for(lambda: bindings.exists() or proc.poll() is not None, 15, "ztp relay to start")
+    assert proc.poll() is None, (tmp_path / "relay.log").read_text(errors="replace")
+    return pair, down
+
+
+def _serve_relayed(pair: Pair, lease_time: int) -> None:
+    for name in RELAYED:
+        pair.configs[name] = _relayed_config(pair.tmp, name, pair.dsn, lease_time=lease_time)
+    up = subprocess.run([*ZTP, "db", "upgrade", "--config", str(pair.configs["a"])], capture_output=True, text=True,
+                        timeout=60, check=False, env={**os.environ, **ENV})
+    assert up.returncode == 0, up.stdout + up.stderr
+    for name in RELAYED:
+        pair.procs[name] = pair.lab.spawn(pair.ns[name], [*ZTP, "serve", "--config", str(pair.configs[name]),
+                                                          "--log-level", "debug"], log=pair.log(name), env=ENV)
+    for name in RELAYED:
+        proc, ns = pair.procs[name], pair.ns[name]
+        pair.lab.wait_for(lambda p=proc, n=ns: (pair.lab.udp_listening(n, 67) and pair.lab.udp_listening(n, 69))
+                          or p.poll() is not None, 30, f"ztp serve {name} listening")
+        assert proc.poll() is None, pair.log(name).read_text()
+
+
+def test_behind_a_relay_to_both_no_address_twice_and_the_survivor_keeps_a_client(
+        relayed: tuple[Pair, str]) -> None:
+    """A fleet through the relay gets no address twice from the two appliances; then a device keeping its
+    lease (T1 10 s, T2 17.5 s) loses the appliance that granted it (SIGKILL): its unicast renewals, routed
+    through the relay host, go unanswered, its broadcast REBINDING is relayed to both, and the survivor
+    ACKs the same address."""
+    pair, down = relayed
+    _serve_relayed(pair, lease_time=20)
+    fleet = pair.lab.ns("fleet")
+    pair.lab.attach(down, fleet, "eth0")
+    count = 100
+    code, out, err = _agent(pair.lab, fleet, "--count", str(count), "--concurrency", "50", "--mac-prefix", "02:5b:00",
+                            "--out", str(pair.tmp / "out"), "--timeout", "60", "--no-progress", timeout=180)
+    assert code == 0, f"{out.get('failed_reasons')}\n{err[-3000:]}"
+    assert out["provisioned"] == count and len({d["ip"] for d in out["devices"]}) == count
+    assert {d["server_id"] for d in out["devices"]} == set(RELAYED.values())
+
+    dev = pair.lab.ns("dev")
+    mac = "02:5b:01:00:00:01"
+    pair.lab.attach(down, dev, "eth0", mac=mac)
+    log = pair.tmp / "agent.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(["ip", "netns", "exec", dev, *ZTP, "agent", "--interface", "eth0", "--json",
+                                 "--out", str(pair.tmp / "out-dev"), "--timeout", "30", "--stay", "45",
+                                 "--arp-probes", "1"],
+                                stdout=subprocess.PIPE, stderr=fh, env={**os.environ, **ENV})
+    try:
+        # Provisioned (its config fetched from the appliance that granted the lease), then keeping the lease.
+        pair.lab.wait_for(lambda: " provisioned: " in log.read_text(errors="replace"), 40, "the agent provisioned")
+        bound = re.search(r" bound ([\d.]+)/\d+ server ([\d.]+)", log.read_text())
+        assert bound is not None, log.read_text()
+        ip, server = bound.group(1), bound.group(2)
+        granted_by = next(n for n, a in RELAYED.items() if a == server)
+        survivor = next(n for n in RELAYED if n != granted_by)
+        pair.kill(granted_by)
+        pair.lab.wait_for(lambda: "rebound" in log.read_text(errors="replace"), 40, "a rebinding to the survivor")
+        proc.send_signal(signal.SIGTERM)
+        stdout, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = json.loads(stdout)
+    assert result["ip"] == ip and result["rebinds"] >= 1 and result["naks"] == 0, result
+    assert result["server_id"] == RELAYED[survivor], result
+    text = pair.log(survivor).read_text(errors="replace")
+    # Relayed, the appliance labels a REQUEST with ciaddr "renewing" whether the client broadcast it or not.
+    assert re.search(rf"{mac} dhcp REQUEST \((rebinding|renewing)\) -> ACK {re.escape(ip)} .* via 10\.70\.0\.1",
+                     text), text[-3000:]

@@ -560,3 +560,18 @@ def test_db_migrate_names_what_is_missing(tmp_path: Path, capsys: pytest.Capture
     config = _config_with(tmp_path, 'state:\n  backend: postgresql\n  dsn: "host=/nonexistent"\n')
     assert main(["db", "migrate-from-sqlite", str(tmp_path / "none"), "--config", str(config)]) == 1
     assert "no lease database there" in capsys.readouterr().err
+
+
+def test_the_writer_commits_synchronously_whatever_the_database_default(shared: str) -> None:
+    with psycopg.connect(shared, autocommit=True) as conn:
+        name = conn.execute("SELECT current_database()").fetchone()
+        assert name is not None
+        conn.execute(f"ALTER DATABASE {name[0]} SET synchronous_commit = off")  # type: ignore[arg-type]
+    store = PostgresStore(shared)
+    try:
+        assert store._conn is not None
+        assert store._conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    finally:
+        store.close()
+    with psycopg.connect(shared) as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)  # the default it overrode
