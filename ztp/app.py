@@ -23,8 +23,8 @@ from ztp.dns.server import DnsServer, SourceRateLimiter
 from ztp.dns.zone import Zone
 from ztp.http.boot import HttpBoot
 from ztp.http.server import HttpServer
-from ztp.leases.ledger import EventKind, LeaseEvent, Ledger
-from ztp.leases.store import LeaseBackend, describe, merge_remote, open_store, read_through
+from ztp.leases.ledger import EventKind, LeaseEvent
+from ztp.leases.store import LeaseBackend, describe, ledger_for, merge_remote, open_store, read_through
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.net.listen import WILDCARD, listen_addresses
 from ztp.net.sockets import interface_ipv4
@@ -105,7 +105,7 @@ class Appliance:
         # StoreError (a wrong DSN, an old schema, an unreachable database) stops the start with the fix.
         self.writer: LeaseBackend = open_store(config)
         self.table = LeaseTable(self.writer.load())
-        self.ledger = Ledger(self.table, self.writer)
+        self.ledger = ledger_for(self.table, self.writer)  # SharedLedger on a shared store
         self.ledger.subscribe(self._lease_event)
         self.chain = Chain(config, self.ledger)
         self.renderer = Renderer(config, templates)

@@ -21,8 +21,7 @@ from test_dhcp_chain import make_config, msg
 from ztp.dhcp import packet as p
 from ztp.dhcp.chain import Chain
 from ztp.dhcp.server import DhcpServer
-from ztp.leases.ledger import Ledger
-from ztp.leases.store import merge_remote, read_through
+from ztp.leases.store import ledger_for, merge_remote, read_through
 from ztp.leases.store.postgres import PostgresStore, read_rows, upgrade
 from ztp.leases.table import LeaseTable
 from ztp.net.sockets import IN_PKTINFO, IP_PKTINFO
@@ -73,7 +72,7 @@ class Appliance:
 def _appliance(config: Any, dsn: str, address: str) -> Appliance:
     store = PostgresStore(dsn)
     table = LeaseTable(store.load())
-    ledger = Ledger(table, store)
+    ledger = ledger_for(table, store)  # as ztp.app builds it: a SharedLedger
     server = DhcpServer(Chain(config, ledger), ledger, interfaces=("s1",))
     sock = RecordingSocket()
     server._sock = sock  # type: ignore[assignment]

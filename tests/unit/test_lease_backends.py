@@ -575,3 +575,37 @@ def test_the_writer_commits_synchronously_whatever_the_database_default(shared: 
         store.close()
     with psycopg.connect(shared) as conn:
         assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)  # the default it overrode
+
+
+class _Stub:
+    """A store that is shared or not; commits complete at once."""
+
+    def __init__(self, shared: bool) -> None:
+        self.shared = shared
+
+    def commit(self, lease: Lease) -> asyncio.Future[None]:
+        raise AssertionError("memory-only changes never reach the store")
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_withdrawn_offer_keeps_its_address_only_on_a_shared_store(shared: bool) -> None:
+    from ztp.leases.store import SharedLedger, ledger_for
+
+    table = LeaseTable()
+    ledger = ledger_for(table, _Stub(shared))  # type: ignore[arg-type]
+    assert isinstance(ledger, SharedLedger) == shared
+    x = IPv4Address("10.60.0.10")
+    offer = Lease(ip=x, client="c1", mac="c1", state=LeaseState.OFFERED, expires=T0 + 30, updated=T0)
+    done: list[BaseException | None] = []
+    ledger.commit(LeaseChange(ChangeKind.OFFER, offer), done.append)
+    # c1 chose another server (RFC 2131 §4.3.2): with a shared store that is most likely the other appliance
+    # binding x for c1 right now, so x must not go to the next client before its row arrives.
+    ledger.commit(LeaseChange(ChangeKind.WITHDRAW, offer), done.append)
+    assert done == [None, None]
+    chosen = ledger.choose(POOL, "c2", reserved=None, requested=None, now=T0 + 1)
+    if shared:
+        assert table.by_ip[x] == offer and chosen != x
+        theirs = Lease(ip=x, client="c1", mac="c1", state=LeaseState.BOUND, expires=T0 + 3600, updated=T0 + 0.01)
+        assert merge_remote(ledger, [theirs]) == 1 and table.by_ip[x] == theirs
+    else:
+        assert x not in table.by_ip and chosen == x  # alone: back to the pool at once

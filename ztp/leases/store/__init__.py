@@ -26,16 +26,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from ztp.leases.ledger import ChangeKind, LeaseChange, LeaseEvent, Ledger
 from ztp.leases.store.sqlite import LeaseWriter, database_path, load_leases
-from ztp.leases.table import Lease, LeaseState
+from ztp.leases.table import Lease, LeaseState, LeaseTable
 
 if TYPE_CHECKING:
     from ztp.config import Config
-    from ztp.leases.ledger import Ledger
 
-__all__ = ["LeaseBackend", "LeaseConflict", "LeaseWriter", "ReadThrough", "StoreError", "StoreUnavailable",
-           "database_path", "describe", "load_leases", "merge_remote", "migrate_from_sqlite", "open_store",
-           "read_leases", "read_through", "upgrade"]
+__all__ = ["LeaseBackend", "LeaseConflict", "LeaseWriter", "ReadThrough", "SharedLedger", "StoreError",
+           "StoreUnavailable", "database_path", "describe", "ledger_for", "load_leases", "merge_remote",
+           "migrate_from_sqlite", "open_store", "read_leases", "read_through", "upgrade"]
 
 
 class StoreError(Exception):
@@ -162,8 +162,6 @@ def merge_remote(ledger: Ledger, leases: list[Lease]) -> int:
     A row older than the cached one of its address is skipped (notifications and refreshes may arrive
     late or twice), except over one of our offers: an offer is memory only and loses to any durable row.
     """
-    from ztp.leases.ledger import ChangeKind, LeaseChange
-
     applied = 0
     for lease in leases:
         current = ledger.at(lease.ip)
@@ -238,3 +236,23 @@ def read_through(store: LeaseBackend, ledger: Ledger) -> ReadThrough | None:
     if not store.shared or lookup is None:
         return None
     return ReadThrough(ledger, lookup)
+
+
+def ledger_for(table: LeaseTable, store: LeaseBackend) -> Ledger:
+    """The ledger over `store`: a `SharedLedger` when other appliances write to it too."""
+    return SharedLedger(table, store) if store.shared else Ledger(table, store)
+
+
+class SharedLedger(Ledger):
+    """A ledger over a store other appliances share. A SELECTING REQUEST naming another server withdraws our
+    offer (RFC 2131 §4.3.2); alone, an appliance gives the address back to the pool at once. Here the other
+    server is most likely an appliance about to bind that address for that client, and until its row arrives
+    (milliseconds, through LISTEN/NOTIFY) the freed address would be the next one this appliance offers, to
+    another client, who would then lose the race for it in the database. So the withdrawn offer keeps its
+    address until the binding replaces it or `offer_hold` runs out."""
+
+    def apply(self, change: LeaseChange) -> LeaseEvent | None:
+        """As `Ledger.apply`, except that a withdrawal leaves the offer in place."""
+        if change.kind == ChangeKind.WITHDRAW:
+            return None
+        return super().apply(change)
