@@ -61,36 +61,45 @@ class FileContent:
     inode: replacing the file mid-transfer does not mix two versions; truncating it fails the read.
     """
 
-    __slots__ = ("fd", "size", "chunk", "_buf", "_buf_at")
+    __slots__ = ("fd", "size", "chunk", "_buf", "_buf_at", "_buf_end")
 
     def __init__(self, fd: int, size: int, *, chunk: int = 256 * 1024) -> None:
         self.fd = fd
         self.size = size
         self.chunk = chunk
-        self._buf = b""
+        self._buf = memoryview(b"")  # the last chunk read, covering [_buf_at, _buf_end) of the file
         self._buf_at = 0
+        self._buf_end = 0
 
     def read(self, offset: int, length: int) -> memoryview:
         """`length` bytes at `offset` (fewer only at the end of the file); OSError if the file shrank."""
-        length = max(0, min(length, self.size - offset))
-        start = offset - self._buf_at
-        if 0 <= start and start + length <= len(self._buf):
-            return memoryview(self._buf)[start:start + length]
+        # Called once per block in lock-step: comparisons, not min()/max() calls, on the hit path.
+        end = offset + length
+        if end > self.size:
+            end = self.size if offset < self.size else offset
+        if offset >= self._buf_at and end <= self._buf_end:
+            at = self._buf_at
+            return self._buf[offset - at:end - at]
         if self.fd < 0:
             raise OSError("file already closed")
-        want = min(max(length, self.chunk), self.size - offset)
-        buf = os.pread(self.fd, want, offset)
-        if len(buf) < length:
+        want = end - offset
+        if want < self.chunk:
+            want = self.chunk
+        if want > self.size - offset:
+            want = self.size - offset
+        buf = os.pread(self.fd, want, offset) if want > 0 else b""
+        if offset + len(buf) < end:
             raise OSError(f"file shrank during the transfer (short read at offset {offset})")
-        self._buf, self._buf_at = buf, offset
-        return memoryview(buf)[:length]
+        self._buf, self._buf_at, self._buf_end = memoryview(buf), offset, offset + len(buf)
+        return self._buf[:end - offset]
 
     def close(self) -> None:
         """Release the descriptor; idempotent."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-            self._buf = b""
+            self._buf = memoryview(b"")
+            self._buf_at = self._buf_end = 0
 
 
 Content = bytes | FileContent

@@ -33,6 +33,10 @@ ERR_OPTIONS = 8
 _HEADER = struct.Struct("!HH")
 _OPCODE = struct.Struct("!H")
 
+pack_header = _HEADER.pack
+"""`pack_header(opcode, number)`: the 4-byte head of DATA/ACK/ERROR (RFC 1350 §5); `number` must be below
+65536. For per-block hot paths, where a call to `data_datagram` is a Python frame too many."""
+
 
 class TftpMalformed(ValueError):
     """A datagram that is not a valid TFTP packet; the message names the problem and its byte offset."""
@@ -191,6 +195,11 @@ def _pack_options(options: dict[str, str]) -> bytes:
 def data_datagram(block: int, payload: bytes | memoryview) -> bytes:
     """DATA datagram for the hot send path, without building a dataclass (RFC 1350 §5)."""
     return _HEADER.pack(DATA, block & 0xFFFF) + payload
+
+
+def ack_datagram(block: int) -> bytes:
+    """ACK datagram (RFC 1350 §5) of `block` modulo 65536, without building a dataclass."""
+    return _HEADER.pack(ACK, block & 0xFFFF)
 
 
 def error_datagram(code: int, message: str) -> bytes:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from ztp.tftp.content import Content, FileContent
 from ztp.tftp.packet import (
+    ACK,
+    DATA,
     ERR_ILLEGAL_OP,
     ERR_UNDEFINED,
     Ack,
@@ -28,6 +30,7 @@ from ztp.tftp.packet import (
     build,
     data_datagram,
     error_datagram,
+    pack_header,
     parse,
 )
 
@@ -78,7 +81,6 @@ class ReadSession:
         self.request = request
         self._failed: str | None = None
         self._done = False
-        self.bytes_sent = 0  # payload bytes acknowledged by the peer
         self.retransmits = 0
         self.ignored = 0  # datagrams from the peer that did not move the transfer
         self.accepted: dict[str, str] = {}  # the options granted in the OACK
@@ -124,6 +126,12 @@ class ReadSession:
         self._acked = 0  # highest block (absolute) the peer has acknowledged
         self._sent = 0  # highest block (absolute) put on the wire so far
         self._oack_pending = bool(self.accepted)
+        # Lock-step read-ahead (`prepare_next`): the DATA datagram of block `_held_block`, built while the
+        # peer was still working on the previous one, and the exact ACK datagram that releases it
+        # (`take_ack`), so that ACK is answered with one comparison: no parse, read or copy.
+        self._held: bytes = b""
+        self._held_block = 0
+        self._release: bytes | None = None
         self._deadline: float | None = None
         self._rto = self.timeout  # the current retransmission timeout, backed off per try
         if self.failed is None:
@@ -203,52 +211,116 @@ class ReadSession:
             self._tries = 0
             self._rto = self.timeout
         if block >= self.total_blocks:
-            self.bytes_sent = self.size
             self._done = True
             self.finished = now
             self._deadline = None
+            self._held, self._held_block, self._release = b"", 0, None
             return
-        self.bytes_sent = block * self.blksize
         self._transmit(now)
 
     def _transmit(self, now: float) -> None:
         """(Re)send what the peer is missing: the OACK, or the window after the last ACKed block."""
+        self._release = None  # what it releases is re-established by prepare_next
         if self._oack_pending:
             self._out.append(build(OptionAck(self.accepted)))
-        else:
-            acked = self._acked
-            bs = self.blksize
-            data = self._data
-            out = self._out
-            if self._file is not None:
-                if not self._transmit_file(acked, bs, out):
-                    return
-            elif self.windowsize == 1:  # lock-step, the common case: no range object, no min/max
-                off = acked * bs
-                out.append(data_datagram(acked + 1, data[off:off + bs]))
-                if acked >= self._sent:
-                    self._sent = acked + 1
+        elif self.windowsize == 1:  # lock-step, the common case: one block, no range object
+            block = self._acked + 1
+            if block == self._held_block:
+                datagram = self._held
             else:
-                last = min(acked + self.windowsize, self.total_blocks)
-                for block in range(acked + 1, last + 1):
-                    off = (block - 1) * bs
-                    out.append(data_datagram(block, data[off:off + bs]))
-                if last > self._sent:
-                    self._sent = last
+                datagram = self._datagram(block)
+                if not datagram:
+                    return  # the read failed: the session has failed
+            self._out.append(datagram)
+            if block > self._sent:
+                self._sent = block
+        elif not self._transmit_window():
+            return
         # Never wait past the stall limit: a peer that stopped answering costs at most that long.
-        self._deadline = min(now + self._rto, self._progress_at + self._stall_limit)
+        # (Conditional expression, not min(): this runs once per block.)
+        deadline = now + self._rto
+        ceiling = self._progress_at + self._stall_limit
+        self._deadline = deadline if deadline < ceiling else ceiling
 
-    def _transmit_file(self, acked: int, bs: int, out: list[bytes]) -> bool:
-        """Queue the window after `acked` from the file: one read per window; False if the read failed."""
-        assert self._file is not None
-        last = min(acked + self.windowsize, self.total_blocks)
+    def _datagram(self, block: int) -> bytes:
+        """The DATA datagram of `block` (absolute, 1-based); b"" after failing the session on a read error."""
+        bs = self.blksize
+        off = (block - 1) * bs
+        if self._file is None:
+            return data_datagram(block, self._data[off:off + bs])
         try:
-            chunk = self._file.read(acked * bs, (last - acked) * bs)
+            return data_datagram(block, self._file.read(off, bs))
         except OSError as exc:
             self._fail(f"read error: {exc}", ERR_UNDEFINED, "read error")
-            return False
-        for i, block in enumerate(range(acked + 1, last + 1)):
-            out.append(data_datagram(block, chunk[i * bs:(i + 1) * bs]))
+            return b""
+
+    def prepare_next(self) -> None:
+        """Lock-step read-ahead: build the block the next ACK will ask for, while the peer is busy with the
+        one just sent, so `take_ack` can answer that ACK with no parse, read or copy on the round trip.
+        Optional; call it once the datagrams to send have been sent. A no-op for windows, before the OACK
+        is ACKed, at the end, and after a read error (the ACK then goes through `receive`, which reads
+        again and fails the session if the error persists)."""
+        block = self._sent + 1
+        if (block != self._acked + 2 or self.windowsize != 1 or self._oack_pending or block > self.total_blocks
+                or self._done or self._failed is not None):
+            return
+        if block != self._held_block:
+            bs = self.blksize
+            off = (block - 1) * bs
+            # pack_header + concatenation inline (not data_datagram): this runs once per block.
+            if self._file is None:
+                self._held = pack_header(DATA, block & 0xFFFF) + self._data[off:off + bs]
+            else:
+                try:
+                    self._held = pack_header(DATA, block & 0xFFFF) + self._file.read(off, bs)
+                except OSError:
+                    return
+            self._held_block = block
+        self._release = pack_header(ACK, (block - 1) & 0xFFFF)
+
+    def take_ack(self, datagram: bytes, now: float) -> bytes | None:
+        """The lock-step hot path: when `datagram` is exactly the ACK of the block in flight and
+        `prepare_next` has built the next block, the session moves on and returns that DATA datagram to
+        send (it is not queued in `datagrams_to_send`). Otherwise nothing changes and the result is None:
+        feed the datagram to `receive`."""
+        if datagram != self._release:
+            return None
+        self._release = None
+        block = self._held_block
+        self._acked = block - 1
+        self._sent = block
+        self._progress_at = now
+        if self._tries:
+            self._tries = 0
+            self._rto = self.timeout
+        deadline = now + self._rto
+        ceiling = now + self._stall_limit
+        self._deadline = deadline if deadline < ceiling else ceiling
+        return self._held
+
+    def _transmit_window(self) -> bool:
+        """Queue the window after the last ACKed block (one read per window from a file); False if the
+        read failed (the session has failed)."""
+        acked = self._acked
+        bs = self.blksize
+        last = acked + self.windowsize
+        if last > self.total_blocks:
+            last = self.total_blocks
+        if self._file is not None:
+            try:
+                chunk = self._file.read(acked * bs, (last - acked) * bs)
+            except OSError as exc:
+                self._fail(f"read error: {exc}", ERR_UNDEFINED, "read error")
+                return False
+            base = acked * bs
+        else:
+            chunk = self._data
+            base = 0
+        out = self._out
+        off = acked * bs - base
+        for block in range(acked + 1, last + 1):
+            out.append(data_datagram(block, chunk[off:off + bs]))
+            off += bs
         if last > self._sent:
             self._sent = last
         return True
@@ -281,6 +353,7 @@ class ReadSession:
         """Release the content (a streamed file's descriptor); the session sends nothing more."""
         if self._file is not None:
             self._file.close()
+        self._held, self._held_block, self._release = b"", 0, None
         if not self._done and self._failed is None:
             self._failed = "closed"
         self._deadline = None
@@ -288,6 +361,7 @@ class ReadSession:
     def _fail(self, reason: str, code: int | None = None, message: str = "") -> None:
         self._failed = reason
         self._deadline = None
+        self._release = None
         if code is not None:
             self._out.append(error_datagram(code, message))
 
@@ -300,6 +374,14 @@ class ReadSession:
     def failed(self) -> str | None:
         """Why the transfer was abandoned (timeout, peer ERROR, bad mode), or None."""
         return self._failed
+
+    @property
+    def bytes_sent(self) -> int:
+        """Payload bytes the peer has acknowledged."""
+        if self._done:
+            return self.size
+        sent = self._acked * self.blksize
+        return sent if sent < self.size else self.size
 
     @property
     def acked_blocks(self) -> int:
