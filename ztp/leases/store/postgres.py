@@ -124,8 +124,12 @@ def _reason(exc: BaseException) -> str:
 
 def _connect(dsn: str, where: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     try:
+        # A database host that vanishes (power, network) must fail commits within seconds, not after TCP's
+        # retransmission timeout (minutes): keepalives on idle connections, tcp_user_timeout (ms) on sent
+        # data. Unix-socket connections ignore them.
         return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT,
-                               application_name="ztp")
+                               application_name="ztp", keepalives=1, keepalives_idle=5, keepalives_interval=2,
+                               keepalives_count=3, tcp_user_timeout=10_000)
     except psycopg.Error as exc:
         raise StoreUnavailable(f"{where}: cannot reach the lease database {redact(dsn)}: {_reason(exc)}") from None
 
@@ -338,7 +342,19 @@ class PostgresStore:
 
     def _write(self, batch: list[Pending]) -> list[bool]:
         """One transaction for the batch, pipelined; which rows were written. StoreUnavailable when the
-        connection is gone (it is reopened on the next batch)."""
+        database cannot be reached. A connection kept from earlier batches may have died quietly (the
+        database restarted, an idle timeout): then the batch gets one more try on a fresh connection, so the
+        first requests after that are not refused for nothing (a row of the same client may be written twice:
+        the second write changes nothing)."""
+        reused = self._conn is not None and not self._conn.closed
+        try:
+            return self._write_once(batch)
+        except StoreUnavailable:
+            if not reused:
+                raise
+            return self._write_once(batch)
+
+    def _write_once(self, batch: list[Pending]) -> list[bool]:
         conn = self._conn
         try:
             if conn is None or conn.closed:
