@@ -16,6 +16,12 @@ The interface (`LeaseBackend`) is what `ztp.app` uses; the ledger needs only `co
 - `start(loop, on_remote)` starts the writer; `on_remote(leases)` is called on `loop` with rows other
   appliances wrote (never for a single-appliance backend);
 - `close()` writes what is queued and stops.
+
+For a shared store (`shared` is True) the appliance also uses: `merge_remote` (other appliances' rows into
+the cache, through the ledger so that DNS and expiry follow), `ReadThrough` over the store's
+`lookup(client)` (a client the cache does not know is read from the database before the DHCP chain
+decides), and `SharedLedger` (a withdrawn offer keeps its address until the chosen appliance's binding
+arrives). `ledger_for` and `read_through` pick what fits the store.
 """
 
 from __future__ import annotations

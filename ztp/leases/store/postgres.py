@@ -40,6 +40,7 @@ log = logging.getLogger("ztp.leases")
 
 CHANNEL = "ztp_leases"
 CONNECT_TIMEOUT = 5
+LOAD_LOOKBACK = 10_000  # writes re-read by the first catch-up after load()
 _LOCK_KEY = 0x7A7470  # pg_advisory_xact_lock key: one `ztp db upgrade` at a time
 
 # Version n's statements take a version n-1 database to version n.
@@ -235,7 +236,9 @@ class PostgresStore:
         rows = self._conn.execute(f"SELECT {_COLUMNS} FROM leases").fetchall()
         self._conn.rollback()
         top = max((int(r[8]) for r in rows), default=0)
-        self._marks = (top, top)
+        # A write that took its sequence number before `top` may commit after this read: the listener's
+        # first catch-up looks a generous number of writes back (rows already known are skipped on merge).
+        self._marks = (max(0, top - LOAD_LOOKBACK), top)
         return [_lease(r) for r in rows]
 
     def start(self, loop: asyncio.AbstractEventLoop,
