@@ -112,7 +112,7 @@ class Appliance:
         # The device timeline (issue 11): fed by the ledger, DHCP, rendering, TFTP and syslog; its events live
         # in the lease database's file (ztp.timeline.store), batched off the packet paths.
         self.recorder = Recorder.for_config(config, self.table,
-                                            SqliteTimelineStore.in_lease_database(config.state_dir))
+                                            SqliteTimelineStore.in_state_dir(config.state_dir))
         self.ledger.subscribe(self.recorder.lease)
         self.dns: DnsServer | None = None
         self.zone: Zone | None = None

@@ -104,3 +104,23 @@ def test_reload_takes_the_new_timeouts_and_unknown_devices_are_capped(tmp_path: 
     failed = recorder.drain()
     assert [e.kind.value for e in failed] == ["failed", "failed"]
     asyncio.run(_close(recorder))
+
+
+def test_drain_in_slices_keeps_order(tmp_path: Path, fake_clock: FakeClock) -> None:
+    # The recorder's task drains a storm's observations a slice per loop turn: each slice takes at most
+    # `limit`, and the slices together give what one drain would.
+    store = SqliteTimelineStore(tmp_path / "timeline.sqlite3")
+    recorder = Recorder.for_config(CONFIG, LeaseTable(), store, clock=fake_clock)
+    boot(recorder, fake_clock)
+    first = recorder.drain(limit=2)
+    assert [e.kind.value for e in first] == ["offer", "bound"] and len(recorder._raw) == 1
+    rest = recorder.drain(limit=2)
+    assert [e.kind.value for e in rest] == ["transfer-started"] and not recorder._raw
+    asyncio.run(_close(recorder))
+
+
+def test_history_is_kept_apart_from_the_lease_database(tmp_path: Path) -> None:
+    from ztp.leases.store import database_path
+    from ztp.timeline.store import timeline_path
+    assert timeline_path(tmp_path) != database_path(tmp_path)  # its write lock never stalls a lease commit
+    assert SqliteTimelineStore.in_state_dir(tmp_path).path == timeline_path(tmp_path)

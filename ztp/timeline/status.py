@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 
 from ztp.config import Config
-from ztp.leases.store import database_path
 from ztp.timeline.machine import STAGES, DeviceTimeline, Timeouts
-from ztp.timeline.store import SqliteTimelineStore
+from ztp.timeline.store import SqliteTimelineStore, timeline_path
 
 
 def load_timeline(config: Config, now: float) -> DeviceTimeline:
-    """Every device's state rebuilt from the lease database (read-only), missed deadlines applied at `now`."""
+    """Every device's state rebuilt from the stored timeline (read-only), missed deadlines applied at `now`."""
     machine = DeviceTimeline(Timeouts(offered=config.timeline.offer_timeout, bound=config.timeline.fetch_timeout))
-    path = database_path(config.state_dir)
+    path = timeline_path(config.state_dir)
     if not path.exists():
         return machine
     store = SqliteTimelineStore(path, read_only=True)

@@ -1,10 +1,12 @@
-"""Where timeline events are kept: a table of the lease database, behind `TimelineStore`.
+"""Where timeline events are kept: an SQLite file beside the lease database, behind `TimelineStore`.
 
 `TimelineStore` is the whole interface the recorder and the tools use (append a batch, load what is
 retained, prune), so the events can move with the leases to another database (PostgreSQL, issue 13) by
-adding one more implementation. `SqliteTimelineStore` keeps them in the lease database's SQLite file
-(`timeline` table, its own connection): timeline writes are batched and never fsync'd one by one (WAL with
-synchronous=NORMAL: a crash may lose the last second of history, never a lease).
+adding one more implementation. `SqliteTimelineStore` keeps them in `timeline.sqlite3` under `state_dir`,
+not in the lease database: a batch of events holds the SQLite write lock while it is written, and in the
+lease database's file that lock would stall the lease writer (and every ACK waiting on it) behind the
+history. Timeline writes are batched and never fsync'd one by one (WAL with synchronous=NORMAL: a crash may
+lose the last second of history, never a lease).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from ztp.leases.store import database_path
 from ztp.timeline.machine import Event, Kind
 
 _SCHEMA = """
@@ -66,8 +67,13 @@ def _event(row: tuple[str, float, str, str, str | None, str | None, str]) -> Eve
     return Event(key=row[0], at=row[1], kind=kind, text=row[3], mac=row[4], ip=row[5], detail=json.loads(row[6]))
 
 
+
+def timeline_path(state_dir: Path) -> Path:
+    """Where the device history lives under `state_dir` (its own file: see the module docstring)."""
+    return state_dir / "timeline.sqlite3"
+
 class SqliteTimelineStore:
-    """`TimelineStore` in the lease database (or any SQLite file); read-only for tools when asked."""
+    """`TimelineStore` in an SQLite file (`timeline_path`); read-only for tools when asked."""
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
@@ -82,9 +88,9 @@ class SqliteTimelineStore:
             self._conn.executescript(_SCHEMA)
 
     @classmethod
-    def in_lease_database(cls, state_dir: Path, *, read_only: bool = False) -> SqliteTimelineStore:
-        """The store in the lease database file under `state_dir`."""
-        return cls(database_path(state_dir), read_only=read_only)
+    def in_state_dir(cls, state_dir: Path, *, read_only: bool = False) -> SqliteTimelineStore:
+        """The store in `timeline_path(state_dir)`."""
+        return cls(timeline_path(state_dir), read_only=read_only)
 
     def append(self, events: list[Event]) -> None:
         """Store a batch of events (one transaction)."""
