@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import http_boot
+
 TFTP_COLUMNS = [("b512", "curl 512"), ("b1468", "curl 1468"), ("b65464", "curl 65464"),
                 ("b1468", "atftp 1468"), ("b1468w16", "atftp 1468 w16")]
 """(fetch key, header) of the single-stream columns; the two b1468 columns differ by client."""
@@ -129,6 +131,12 @@ def table(doc: dict[str, Any]) -> str:
             mem and (f"`ztp serve` RSS {mem['rss_empty_mib']} MiB empty, {mem['rss_loaded_mib']} MiB holding "
                      f"{mem['leases']:,} leases ({mem['bytes_per_lease']:.0f} bytes/lease)"),
         ])) + ".")
+        lines.append("")
+    http = doc.get("http")
+    if http:
+        lines.append("**HTTP boot vs TFTP** (`ztp serve` serving both; best of the repeats)")
+        lines.append("")
+        lines.append(http_boot.summary(http))
         lines.append("")
     costs = doc.get("chain")
     if costs:

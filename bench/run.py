@@ -1,6 +1,7 @@
 """`make bench`: ztp next to Kea, dnsmasq and tftpd-hpa on this machine, in one run (issue 6).
 
-    sudo .venv/bin/python -m bench.run [--quick] [--sections dhcp,tftp,storm,render,chain,timeline,profile] [--out DIR]
+    sudo .venv/bin/python -m bench.run [--quick] [--out DIR]
+        [--sections dhcp,tftp,http,storm,render,chain,timeline,profile]
 
 Builds its own network namespaces (ztp.lab), runs every server and client inside them, removes them at
 the end (also on error or Ctrl-C). Prints one Markdown table and writes ``<out>/<date>.json`` and
@@ -23,13 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import chain, dhcp, profiling, rendering, report, servers, storm, tftp, timeline
+from bench import chain, dhcp, http_boot, profiling, rendering, report, servers, storm, tftp, timeline
 from bench.procstat import CpuMeter
 from bench.workload import CLIENT_IP, PREFIX, SERVER_IP, Workload, prepare
 from ztp.lab import Lab, LabError, require_root
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("dhcp", "tftp", "storm", "render", "chain", "timeline", "profile")
+SECTIONS = ("dhcp", "tftp", "http", "storm", "render", "chain", "timeline", "profile")
 LABELS = {"ztp": "ztp", "ztp-ping": "ztp, dhcp.ping_check on",
           "kea": "Kea 2.2 (memfile, persist)", "dnsmasq": "dnsmasq 2.90", "tftpd-hpa": "tftpd-hpa 5.2"}
 
@@ -320,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         if "tftp" in wanted:
             log("bench: TFTP")
             doc["tftp"], doc["settings"]["tftp"] = section_tftp(work, tmp, quick, args.burst)
+        if "http" in wanted:
+            log(f"bench: HTTP boot vs TFTP ({args.burst} simultaneous fetches, 32 MiB image)")
+            doc["http"] = http_boot.run(args.burst, 1 if quick else 3)
         if "storm" in wanted:
             log(f"bench: boot storm ({devices} devices)")
             doc["storm"] = section_storm(work, tmp, quick, devices, concurrency)
