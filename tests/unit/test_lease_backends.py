@@ -161,7 +161,7 @@ def test_the_ledger_applies_nothing_before_the_store_has_it(backend: tuple[Facto
         x = lease(7)
         ledger.commit(LeaseChange(ChangeKind.BIND, x), outcome.append)
         assert table.by_ip == {}
-        for _ in range(200):
+        for _ in range(1000):
             if outcome:
                 break
             await asyncio.sleep(0.01)
@@ -228,7 +228,7 @@ def test_a_second_client_for_an_active_address_loses_and_its_cache_learns_the_wi
             stale = lease(1, client="c2", updated=T0 + 1)
             outcome: list[BaseException | None] = []
             ledger_b.commit(LeaseChange(ChangeKind.BIND, stale), outcome.append)
-            for _ in range(300):
+            for _ in range(1000):
                 if outcome:
                     break
                 await asyncio.sleep(0.01)
@@ -283,10 +283,12 @@ def test_other_appliances_rows_reach_the_cache_but_not_our_own(shared: str) -> N
             await a.commit(lease(1, client="mine"))
             theirs = lease(2, client="theirs", hostname="leaf02")
             await b.commit(theirs)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 10
             while theirs not in seen and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            assert seen == [theirs]
+            await asyncio.sleep(0.2)
+            # Once or twice (a notification and the first catch-up may both carry it: merging skips repeats).
+            assert set(seen) == {theirs}
         finally:
             a.close()
             b.close()
@@ -305,7 +307,7 @@ def test_rows_written_while_not_listening_are_caught_up(shared: str) -> None:
             await b.commit(early)  # before a listens: the catch-up on connect reads it
             seen: list[Lease] = []
             a.start(loop, seen.extend)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 10
             while early not in seen and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             assert early in seen
