@@ -227,3 +227,26 @@ def test_private_and_unreadable_static_files(lab: Lab, tmp_path: Path) -> None:
         assert (tmp_path / "img-atftp").read_bytes() == files["image.bin"]
     finally:
         app.stop()
+
+
+def test_a_host_behind_a_router_is_refused_too(appliance: ApplianceLab) -> None:
+    # The relayed side (10.70.0.0/24) reaches the appliance through a router, as a relay's segment does:
+    # a host there holding no lease gets ERROR 2 for leaf01's and leaf07's (the relayed device's) config,
+    # while public static files still come through.
+    device, _ = _device_and_stranger(appliance)
+    lab = appliance.lab
+    router = lab.ns("rtr")
+    lab.attach(appliance.seg, router, "s1", addr="10.60.0.254/24")
+    far = lab.ns("far")
+    lab.link(router, "down0", far, "eth0", addr_a="10.70.0.1/24", addr_b="10.70.0.50/24")
+    lab.run(router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    lab.run(far, ["ip", "route", "add", "default", "via", "10.70.0.1"])
+    lab.run(appliance.srv, ["ip", "route", "add", "10.70.0.0/24", "via", "10.60.0.254"])
+    got = _raw_rrq(appliance, far, ["leaf01.cfg", "leaf07.cfg", "README.txt"])
+    assert [r[:2] for r in got[:2]] == [[5, 2], [5, 2]] and got[2][0] == 3
+    res = lab.run(far, ["curl", "-sS", "--max-time", "10", "-o", str(appliance.tmp / "far.cfg"),
+                        f"tftp://{SERVER}/leaf01.cfg"], timeout=20, check=False)
+    assert res.returncode == 69, res.stderr
+    assert "tftp leaf01.cfg refused to 10.70.0.50" in appliance.log.read_text()
+    # The device itself still gets its own.
+    assert [r[0] for r in _raw_rrq(appliance, device, ["leaf01.cfg"])] == [3]
