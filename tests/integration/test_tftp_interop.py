@@ -85,6 +85,16 @@ def test_curl_fetch_blksize_1468(rig: Rig, name: str) -> None:
     assert out.read_bytes() == (rig.root / name).read_bytes()
 
 
+@pytest.mark.parametrize("blksize", ["512", "8192", "65464"])
+def test_curl_lockstep_streamed_file(rig: Rig, blksize: str) -> None:
+    # The lock-step fast path on a streamed file: a prepared block per ACK, sent whole below GATHER_MIN and
+    # as header + payload view (sendmsg) from it; 65464-byte datagrams are IP fragments on the veth.
+    out = rig.work / f"curl_lockstep_{blksize}"
+    rig.lab.run(rig.cli, ["curl", "-sS", "--max-time", "30", "--tftp-blksize", blksize,
+                          f"tftp://{SRV_ADDR}/big2m", "-o", str(out)], timeout=40)
+    assert out.read_bytes() == (rig.root / "big2m").read_bytes()
+
+
 @pytest.mark.parametrize("window", ["1", "8", "64"])
 def test_atftp_blksize_tsize_windowsize(rig: Rig, window: str) -> None:
     out = rig.work / f"atftp_{window}"

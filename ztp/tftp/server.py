@@ -98,7 +98,7 @@ class _Transfer:
     """
 
     __slots__ = ("server", "sock", "session", "peer", "filename", "prefix", "_pending", "_timer",
-                 "_timer_at", "_writer", "_closed", "_recv", "_send", "_loop")
+                 "_timer_at", "_writer", "_closed", "_recv", "_send", "_sendmsg", "_loop")
 
     def __init__(self, server: TftpServer, sock: socket.socket, session: ReadSession,
                  peer: tuple[str, int], filename: str, prefix: str) -> None:
@@ -111,6 +111,7 @@ class _Transfer:
         self._loop = server._loop
         self._recv = sock.recv
         self._send = sock.send
+        self._sendmsg = sock.sendmsg
         self._pending: collections.deque[bytes] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -142,9 +143,12 @@ class _Transfer:
                 return
             reply = out[0]
         try:
-            self._send(reply)
+            if isinstance(reply, bytes):
+                self._send(reply)
+            else:
+                self._sendmsg(reply)
         except (BlockingIOError, InterruptedError):
-            self._pending.append(reply)
+            self._pending.append(reply if isinstance(reply, bytes) else b"".join(reply))
             self._want_writable()
         except OSError as exc:
             self.server.log.debug("%stftp send to %s:%d failed: %s", self.prefix, *self.peer, exc)
