@@ -482,6 +482,12 @@ def test_renewing_and_rebinding_acks_carry_ciaddr(responder: Policy) -> None:
         assert ack.message_type == p.ACK and ack.ciaddr == ip and ack.yiaddr == ip
 
 
+def test_relayed_request_with_ciaddr_is_rebinding(responder: Policy) -> None:
+    ip = dora(responder, mac(1), T0, ingress=RELAYED, giaddr="10.70.0.1")
+    d = responder.handle(msg(p.REQUEST, mac(1), ciaddr=str(ip), giaddr="10.70.0.1"), RELAYED, T0 + 3200)
+    assert reply_of(d).message_type == p.ACK and "rebinding" in d.log
+
+
 def test_unicast_renewal_for_an_unserved_network_is_ignored(responder: Policy) -> None:
     d = responder.handle(msg(p.REQUEST, mac(1), ciaddr="192.0.2.7"), UNICAST, T0)
     assert d.reply is None and "ciaddr 192.0.2.7" in d.log

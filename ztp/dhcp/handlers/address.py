@@ -93,7 +93,8 @@ class AssignAddress:
                               "(dhcp.authoritative is false)", requested)
             return self._verify(req, reply, requested, reserved, "init-reboot")
         # RENEWING (unicast) or REBINDING (broadcast): ciaddr carries the address, and is echoed (Table 3).
-        state = "rebinding" if req.ingress.broadcast else "renewing"
+        # A relay forwards only broadcasts: a relayed REQUEST with ciaddr set is a REBINDING one too.
+        state = "rebinding" if req.ingress.broadcast or pkt.giaddr != p.ZERO_IP else "renewing"
         if pkt.ciaddr not in subnet.network:
             return nak(req, reply, f"REQUEST ({state}) for {pkt.ciaddr}: wrong network {subnet.network}")
         reply.ciaddr = pkt.ciaddr
