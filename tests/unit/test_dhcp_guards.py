@@ -20,7 +20,7 @@ from ztp.dhcp.handlers.rate_limit import MAX_CLIENTS, RateLimit
 from ztp.dns.zone import Rcode
 from ztp.leases.ledger import ChangeKind, EventKind, LeaseEvent
 from ztp.leases.table import Lease, LeaseState, LeaseTable
-from ztp.net.icmp import build_echo_request, checksum, neighbour_mac, parse_echo_reply
+from ztp.net.icmp import build_echo_request, inet_checksum, neighbour_mac, parse_echo_reply
 
 RELAY = IPv4Address("10.50.0.2")  # dhcrelay's upstream address
 GIADDR = "10.70.0.1"
@@ -171,10 +171,10 @@ def test_no_probe_for_reservations_bindings_or_when_off(tmp_path: Path) -> None:
 
 def test_icmp_codec() -> None:
     req = build_echo_request(0x1234, 7, b"abc")
-    assert req[0] == 8 and checksum(req) == 0  # a correct checksum sums to zero
+    assert req[0] == 8 and inet_checksum(req) == 0  # a correct checksum sums to zero
     # An echo reply as a raw socket hands it over: IP header (20 bytes, proto 1) + ICMP.
     icmp = bytes([0, 0]) + req[2:]
-    icmp = icmp[:2] + checksum(icmp[:2] + b"\0\0" + icmp[4:]).to_bytes(2, "big") + icmp[4:]
+    icmp = icmp[:2] + inet_checksum(icmp[:2] + b"\0\0" + icmp[4:]).to_bytes(2, "big") + icmp[4:]
     header = bytes([0x45, 0, 0, 20 + len(icmp), 0, 0, 0, 0, 64, 1, 0, 0]) + bytes([10, 60, 0, 150]) + bytes(4)
     assert parse_echo_reply(header + icmp) == (IPv4Address("10.60.0.150"), 0x1234, 7)
     assert parse_echo_reply(header + req) is None  # a request, not a reply

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from types import TracebackType
 
+from ztp.net.icmp import inet_checksum
 from ztp.net.sockets import interface_mac
 
 log = logging.getLogger(__name__)
@@ -94,16 +95,6 @@ class ArpFrame:
     sender_ip: IPv4Address
     target_mac: bytes
     target_ip: IPv4Address
-
-
-def inet_checksum(data: bytes) -> int:
-    """RFC 1071 Internet checksum."""
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def build_udp_frame(src_mac: bytes, dst_mac: bytes, src_ip: IPv4Address, dst_ip: IPv4Address,

@@ -28,8 +28,8 @@ SEND_BUFFER = 16 << 20  # bytes of echo requests the kernel may hold while it re
 SO_SNDBUFFORCE = 32
 
 
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of `data`."""
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of `data` (ICMP here; IPv4 and UDP headers in the agent)."""
     if len(data) % 2:
         data += b"\0"
     total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -41,7 +41,7 @@ def checksum(data: bytes) -> int:
 def build_echo_request(ident: int, seq: int, payload: bytes = _PAYLOAD) -> bytes:
     """An ICMP echo request (RFC 792) with its checksum."""
     body = _HEADER.pack(ECHO_REQUEST, 0, 0, ident, seq) + payload
-    return _HEADER.pack(ECHO_REQUEST, 0, checksum(body), ident, seq) + payload
+    return _HEADER.pack(ECHO_REQUEST, 0, inet_checksum(body), ident, seq) + payload
 
 
 def parse_echo_reply(datagram: bytes) -> tuple[IPv4Address, int, int] | None:
