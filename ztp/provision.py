@@ -34,7 +34,8 @@ def latest_lease(table: LeaseTable, mac: str) -> Lease | None:
 
 
 def device_view(config: Config, table: LeaseTable, *, device: Device | None, mac: str | None) -> DeviceView:
-    """What is known about a device for rendering: reservation or lease address and its subnet."""
+    """What is known about a device for rendering: reservation or lease address and its subnet, and the
+    vendor profile its lease says the DHCP fingerprint was recognised as."""
     if device is not None and mac is None:
         mac = device.mac
     lease = latest_lease(table, mac) if mac else None
@@ -51,7 +52,7 @@ def device_view(config: Config, table: LeaseTable, *, device: Device | None, mac
     subnet = config.subnet_for(ip) if ip is not None else None
     client_hostname = lease.hostname if lease is not None and device is None else None
     return DeviceView(mac=mac or "00:00:00:00:00:00", device=device, ip=ip, subnet=subnet,
-                      client_hostname=client_hostname)
+                      client_hostname=client_hostname, vendor=lease.vendor if lease is not None else None)
 
 
 class RenderedConfigs:

@@ -45,6 +45,8 @@ class DeviceView:
     ip: IPv4Address | None
     subnet: Subnet | None
     client_hostname: str | None = None
+    # The vendor profile its DHCP fingerprint was recognised as (kept with its lease), or None.
+    vendor: str | None = None
 
     @property
     def hostname(self) -> str:
@@ -197,9 +199,11 @@ class Renderer:
         if view.device is not None:
             fields.update(circuit_id=view.device.circuit_id, remote_id=view.device.remote_id,
                           client_id=view.device.client_id, serial=view.device.serial)
-        # Templates branch on the vendor profile: the device's `vendor:`, else defaults.vendor (ztp.vendors).
+        # Templates branch on the vendor profile, chosen as the DHCP reply's was (ztp.vendors.boot.choose_profile):
+        # the device's `vendor:`, else what its fingerprint was recognised as (kept in its lease), else
+        # defaults.vendor.
         fields["vendor"] = view.device.vendor if view.device is not None and view.device.vendor else \
-            (inv.default_vendor or "generic-tftp")
+            (view.vendor or inv.default_vendor or "generic-tftp")
         # A None field would print as "None" in a config; leave it undefined so StrictUndefined names it.
         fields = {k: v for k, v in fields.items() if v is not None}
         merged: dict[str, Any] = dict(inv.default_vars)

@@ -68,6 +68,7 @@ class Reply:
     options: dict[int, bytes] = field(default_factory=dict)
     boot_file: str | None = None
     hostname: str | None = None  # kept in the lease; sent as option 12 only for inventory devices
+    vendor: str | None = None  # the profile the request's fingerprint was recognised as ("" none, None no fingerprint)
     change: LeaseChange | None = None
     packet: DhcpPacket | None = None  # the assembled BOOTREPLY
     dropped: tuple[int, ...] = ()  # options left out to fit the client's size limit

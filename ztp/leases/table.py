@@ -31,6 +31,10 @@ class Lease:
     expires: float
     updated: float
     hostname: str | None = None
+    # The vendor profile the device's DHCP fingerprint (options 60/61/77/55) was recognised as, kept with
+    # the binding so that every render (TFTP, HTTP, `ztp render` from the lease database) sees the same
+    # `vendor` the DHCP reply was built for. None: not recognised (the inventory or defaults decide).
+    vendor: str | None = None
 
     def active(self, now: float) -> bool:
         """Whether the address is taken right now (a held offer, a bound lease or a quarantine)."""

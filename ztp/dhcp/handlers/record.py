@@ -23,10 +23,16 @@ class RecordLease:
         if ip == p.ZERO_IP:
             return reply
         now = req.now
+        vendor = reply.vendor or None
+        if reply.vendor is None and reply.state != "init":
+            # A REQUEST without a fingerprint (no 60, 77, ...) keeps what its offer or binding was recognised
+            # as; one that names something else (or a new DISCOVER) decides afresh.
+            held = self.ledger.at(ip)
+            vendor = held.vendor if held is not None and held.client == req.client else None
         if reply.binding:
             assert reply.lease_time is not None
             lease = Lease(ip=ip, client=req.client, mac=req.mac, state=LeaseState.BOUND,
-                          expires=now + reply.lease_time, updated=now, hostname=reply.hostname)
+                          expires=now + reply.lease_time, updated=now, hostname=reply.hostname, vendor=vendor)
             reply.change = LeaseChange(ChangeKind.BIND, lease)
             return reply
         current = self.ledger.at(ip)
@@ -34,6 +40,6 @@ class RecordLease:
                 and current.active(now):
             return reply  # already bound: an OFFER must not shorten the binding
         lease = Lease(ip=ip, client=req.client, mac=req.mac, state=LeaseState.OFFERED,
-                      expires=now + self.offer_hold, updated=now, hostname=reply.hostname)
+                      expires=now + self.offer_hold, updated=now, hostname=reply.hostname, vendor=vendor)
         reply.change = LeaseChange(ChangeKind.OFFER, lease)
         return reply

@@ -15,6 +15,7 @@ from ztp.config import Config
 from ztp.devices import boot_file_name
 from ztp.dhcp import options as o
 from ztp.dhcp.exchange import Proposal, Reply, Request
+from ztp.vendors import recognise
 from ztp.vendors.boot import boot_context, choose_profile
 from ztp.vendors.profile import PROVISION_URL, USER_CLASS, VI_VENDOR_CLASS, Fingerprint
 
@@ -50,7 +51,13 @@ class VendorOptions:
             return reply
         device = reply.device
         if device is None or not device.vendor:
-            profile = choose_profile(self.inventory, device, self._fingerprint(req))
+            fp = self._fingerprint(req)
+            seen = recognise(fp) if fp is not None else None
+            # Kept in the lease (RecordLease): templates branch on the vendor the device turned out to be.
+            # "": it said what it is (60, 77, ...) and no profile recognised it; None: it said nothing.
+            if fp is not None:
+                reply.vendor = seen.name if seen is not None else ""
+            profile = seen if seen is not None else choose_profile(self.inventory, device, None)
         else:
             profile = choose_profile(self.inventory, device, None)
         if not profile.name or profile.name == "generic-tftp":

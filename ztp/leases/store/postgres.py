@@ -69,26 +69,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TRIGGER leases_notify AFTER INSERT OR UPDATE ON leases FOR EACH ROW "
         "EXECUTE FUNCTION ztp_lease_notify()",
     ),
+    (
+        # The vendor profile the device's DHCP fingerprint was recognised as (templates branch on it),
+        # appended to the notification so that older positions keep their meaning. Idempotent.
+        "ALTER TABLE leases ADD COLUMN IF NOT EXISTS vendor text",
+        f"""CREATE OR REPLACE FUNCTION ztp_lease_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('{CHANNEL}', json_build_array(host(NEW.ip), NEW.client, NEW.mac, NEW.state,
+                NEW.expires, NEW.updated, NEW.hostname, NEW.appliance, NEW.seq, NEW.vendor)::text);
+            RETURN NULL;
+        END $$""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_COLUMNS = "host(ip), client, mac, state, expires, updated, hostname, appliance, seq"
+_COLUMNS = "host(ip), client, mac, state, expires, updated, hostname, appliance, seq, vendor"
 # The one write: a row for an address replaces the current one only if that is the same client's, released,
 # or run out by the time the new row was decided. RETURNING is empty when it was not written.
 _UPSERT = """
-INSERT INTO leases AS l (ip, client, mac, state, expires, updated, hostname, appliance)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO leases AS l (ip, client, mac, state, expires, updated, hostname, appliance, vendor)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (ip) DO UPDATE SET client = EXCLUDED.client, mac = EXCLUDED.mac, state = EXCLUDED.state,
     expires = EXCLUDED.expires, updated = EXCLUDED.updated, hostname = EXCLUDED.hostname,
-    appliance = EXCLUDED.appliance, seq = nextval('ztp_lease_seq')
+    appliance = EXCLUDED.appliance, vendor = EXCLUDED.vendor, seq = nextval('ztp_lease_seq')
 WHERE l.client = EXCLUDED.client OR l.state = 'released' OR l.expires <= EXCLUDED.updated
 RETURNING 1
 """
 
 
 _INSERT_NEW = """
-INSERT INTO leases (ip, client, mac, state, expires, updated, hostname, appliance)
-VALUES (%s, %s, %s, %s, %s, %s, %s, '')
+INSERT INTO leases (ip, client, mac, state, expires, updated, hostname, appliance, vendor)
+VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s)
 ON CONFLICT (ip) DO NOTHING
 RETURNING 1
 """
@@ -102,7 +113,7 @@ def import_rows(dsn: str, leases: list[Lease], *, where: str = "state.dsn") -> i
         inserted = 0
         with conn.cursor() as cur:
             cur.executemany(_INSERT_NEW, [(str(x.ip), x.client, x.mac, x.state.value, x.expires, x.updated,
-                                           x.hostname) for x in leases], returning=True)
+                                           x.hostname, x.vendor) for x in leases], returning=True)
             while leases:
                 inserted += cur.fetchone() is not None
                 if not cur.nextset():
@@ -173,7 +184,8 @@ def _check_schema(conn: psycopg.Connection[Any], dsn: str, where: str) -> None:
 
 def _lease(row: Sequence[Any]) -> Lease:
     return Lease(ip=IPv4Address(row[0]), client=row[1], mac=row[2], state=LeaseState(row[3]),
-                 expires=float(row[4]), updated=float(row[5]), hostname=row[6])
+                 expires=float(row[4]), updated=float(row[5]), hostname=row[6],
+                 vendor=row[9] if len(row) > 9 else None)
 
 
 def read_rows(dsn: str, *, where: str = "state.dsn") -> list[Lease]:
@@ -367,7 +379,7 @@ class PostgresStore:
                                 time.monotonic() - self._down_since)
                     self._down_since = None
             params = [(str(x.ip), x.client, x.mac, x.state.value, x.expires, x.updated, x.hostname,
-                       self.appliance) for x, _ in batch]
+                       self.appliance, x.vendor) for x, _ in batch]
             won: list[bool] = []
             with conn.cursor() as cur:
                 cur.executemany(_UPSERT, params, returning=True)

@@ -31,10 +31,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     updated  REAL NOT NULL,
     hostname TEXT
 )""",),
+    # 2: the vendor profile the device's DHCP fingerprint was recognised as (templates branch on it).
+    ("ALTER TABLE leases ADD COLUMN vendor TEXT",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-_UPSERT = ("INSERT OR REPLACE INTO leases (ip, client, mac, state, expires, updated, hostname) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_UPSERT = ("INSERT OR REPLACE INTO leases (ip, client, mac, state, expires, updated, hostname, vendor) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def database_path(state_dir: Path) -> Path:
@@ -105,11 +107,15 @@ def load_leases(path: Path) -> list[Lease]:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            rows = conn.execute("SELECT ip, client, mac, state, expires, updated, hostname FROM leases").fetchall()
+            # Read-only (tools read a database `ztp serve` owns): a version 1 file has no vendor column yet.
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(leases)")}
+            vendor = "vendor" if "vendor" in columns else "NULL"
+            rows = conn.execute(f"SELECT ip, client, mac, state, expires, updated, hostname, {vendor} "
+                                "FROM leases").fetchall()
         finally:
             conn.close()
         return [Lease(ip=IPv4Address(r[0]), client=r[1], mac=r[2], state=LeaseState(r[3]), expires=r[4],
-                      updated=r[5], hostname=r[6]) for r in rows]
+                      updated=r[5], hostname=r[6], vendor=r[7]) for r in rows]
     except sqlite3.OperationalError as exc:
         if str(exc) == "no such table: leases":
             return []  # created but never written to: the writer creates the table
@@ -121,9 +127,9 @@ def load_leases(path: Path) -> list[Lease]:
                              "or move it away to start with no leases")
 
 
-def _row(lease: Lease) -> tuple[str, str, str, str, float, float, str | None]:
+def _row(lease: Lease) -> tuple[str, str, str, str, float, float, str | None, str | None]:
     return (str(lease.ip), lease.client, lease.mac, lease.state.value, lease.expires, lease.updated,
-            lease.hostname)
+            lease.hostname, lease.vendor)
 
 
 class LeaseWriter:
