@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import signal
@@ -38,10 +39,11 @@ from ztp.tftp.server import TftpServer
 from ztp.timeline.machine import Event, Kind, Stage
 from ztp.timeline.recorder import Recorder
 from ztp.timeline.sources import lease_key
-from ztp.timeline.store import SqliteTimelineStore
+from ztp.timeline.store import open_timeline
 
 log = logging.getLogger("ztp")
 SWEEP_SECONDS = 5.0
+TIMELINE_POLL_SECONDS = 1.0  # a shared timeline: how often other appliances' events are read
 
 
 def keep_fixed_settings(old: Config, new: Config) -> tuple[Config, list[str]]:
@@ -110,10 +112,11 @@ class Appliance:
         self.chain = Chain(config, self.ledger)
         self.renderer = Renderer(config, templates)
         # The device timeline (issue 11): fed by the ledger, DHCP, rendering, TFTP and syslog; its events live
-        # in the lease database's file (ztp.timeline.store), batched off the packet paths.
+        # in their own SQLite file, or with the leases in the shared PostgreSQL (ztp.timeline.store), batched
+        # off the packet paths. Rows are marked with the lease store's id of this appliance.
         self.recorder = Recorder.for_config(config, self.table,
-                                            SqliteTimelineStore.in_state_dir(config.state_dir))
-        self.ledger.subscribe(self.recorder.lease)
+                                            open_timeline(config, appliance=getattr(self.writer, "appliance", "")))
+        self.ledger.subscribe(self._record_lease)
         self.dns: DnsServer | None = None
         self.zone: Zone | None = None
         if config.dns is not None:
@@ -300,6 +303,40 @@ class Appliance:
         elif kind == EventKind.EXPIRED:
             log.info("%s dhcp lease %s expired", lease.mac, lease.ip)
 
+    def _record_lease(self, event: LeaseEvent) -> None:
+        """Lease events to the timeline, except other appliances' rows being merged: they recorded them."""
+        if not getattr(self.ledger, "merging", False):
+            self.recorder.lease(event)
+
+    async def _follow_timeline(self) -> None:
+        """A shared timeline: every TIMELINE_POLL_SECONDS, other appliances' new events (at most a batch) into
+        this appliance's state machine and live listeners (the dashboard), so its API, syslog confirmation and
+        deadlines know devices the others served. Bounded: one query per poll, one thread."""
+        remote = getattr(self.recorder.store, "remote", None)
+        if remote is None:
+            return
+        loop = asyncio.get_running_loop()
+        failing = False
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeline-follow") as pool:
+            while True:
+                await asyncio.sleep(TIMELINE_POLL_SECONDS)
+                try:
+                    events: list[Event] = await loop.run_in_executor(pool, remote)
+                except Exception as exc:  # noqa: BLE001 - history: log once per outage, keep serving
+                    if not failing:
+                        log.warning("timeline: other appliances' events cannot be read: %s", exc)
+                    failing = True
+                    continue
+                failing = False
+                if not events:
+                    continue
+                self.recorder.machine.replay(events)  # stored already: applied, not recorded again
+                for listener in list(self.recorder.listeners):
+                    try:
+                        listener(events)
+                    except Exception:
+                        log.exception("timeline listener failed")
+
     def _remote_leases(self, rows: list[Lease]) -> None:
         """Rows another appliance committed to the shared store: into the cache, through the ledger."""
         merge_remote(self.ledger, rows)
@@ -427,8 +464,10 @@ class Appliance:
             log.info("ztp serving: %d subnets, %d inventory devices, %d leases on disk",
                      len(self.config.subnets), len(self.config.inventory.devices), len(self.table.by_ip))
             sweeper = asyncio.create_task(self._sweep())
+            follower = asyncio.create_task(self._follow_timeline())
             await stop.wait()
             sweeper.cancel()
+            follower.cancel()
             if self._reload_task is not None:
                 self._reload_task.cancel()
             log.info("ztp stopping")

@@ -169,7 +169,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     now = time.time()
-    machine = load_timeline(config, now)
+    try:
+        machine = load_timeline(config, now)
+    except StoreError as exc:
+        print(f"ztp status: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps({"counts": machine.counts(), "devices": [s.as_dict(now) for s in
                                                                    sorted(machine.devices.values(),

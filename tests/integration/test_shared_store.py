@@ -30,13 +30,14 @@ import pytest
 from tests.conftest import skip_or_fail
 from tests.integration.appliance import DATA, REPO
 from ztp.lab import Lab, dhclient_argv, ensure_neighbour_capacity
+from ztp.leases.store.postgres import SCHEMA_VERSION
 
 ZTP = [sys.executable, "-m", "ztp"]
 ENV = {"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
 SERVERS = {"a": "10.60.0.1", "b": "10.60.0.2"}
 
 
-def _config(tmp: Path, name: str, dsn: str, *, lease_time: int, ping_check: bool) -> Path:
+def _config(tmp: Path, name: str, dsn: str, *, lease_time: int, ping_check: bool, extra: str = "") -> Path:
     """One appliance's config: its own state_dir and interface address, the shared inventory, templates,
     pools and database."""
     inv = tmp / "inventory.yaml"
@@ -61,7 +62,7 @@ dhcp:
       domain: lab.test
 tftp:
   root: {REPO / 'tftpboot'}
-""")
+{extra}""")
     return cfg
 
 
@@ -76,6 +77,7 @@ class Pair:
     ns: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     configs: dict[str, Path] = field(default_factory=dict)
+    extra: str = ""  # more config sections for both appliances (dns:, http:)
 
     def log(self, name: str) -> Path:
         return self.tmp / f"serve-{name}.log"
@@ -85,10 +87,11 @@ class Pair:
         for name, addr in SERVERS.items():
             self.ns[name] = self.lab.ns(f"srv{name}")
             self.lab.attach(self.seg, self.ns[name], "s1", addr=f"{addr}/21")
-            self.configs[name] = _config(self.tmp, name, self.dsn, lease_time=lease_time, ping_check=ping_check)
+            self.configs[name] = _config(self.tmp, name, self.dsn, lease_time=lease_time, ping_check=ping_check,
+                                         extra=self.extra)
         up = subprocess.run([*ZTP, "db", "upgrade", "--config", str(self.configs["a"])], capture_output=True,
                             text=True, timeout=60, check=False, env={**os.environ, **ENV})
-        assert up.returncode == 0 and "schema version 0 -> 1" in up.stdout, up.stdout + up.stderr
+        assert up.returncode == 0 and f"schema version 0 -> {SCHEMA_VERSION}" in up.stdout, up.stdout + up.stderr
         if not notify:
             with psycopg.connect(self.dsn) as conn:
                 conn.execute("ALTER TABLE leases DISABLE TRIGGER leases_notify")
@@ -280,6 +283,58 @@ def test_isc_dhclient_rebinds_to_the_survivor_and_keeps_its_address(pair: Pair) 
     after = text.split(f"DHCPACK of {ip} from {server}", 1)[1]
     assert "DHCPNAK" not in text and "DHCPOFFER of" not in after.replace(f"DHCPOFFER of {ip} from", ""), text
     assert [s for _, i, s in pair.rows() if i == ip] == ["bound"]
+
+
+def test_either_appliance_shows_a_devices_timeline_and_resolves_its_name(pair: Pair) -> None:
+    """Device timelines and DNS names come from the shared store too: leaf02 (in the inventory, no
+    reservation) is provisioned by appliance a while b hears no DHCP at all (nft drops it in b's namespace).
+    b's API shows the device's whole story from a's events (offer, bound, TFTP delivered) and b's state
+    machine follows it to delivered; `ztp status` with b's config lists it; b's DNS answers leaf02.lab.test
+    (dig) with the address a bound; and b recorded none of a's lease changes a second time."""
+    for prog in ("nft", "curl", "dig"):
+        if shutil.which(prog) is None:
+            skip_or_fail(f"{prog} is not installed (nftables, curl, bind9-dnsutils)")
+    pair.extra = "dns:\n  zone: lab.test\nhttp:\n  token: shared-timeline-token-0123456789\n"
+    pair.start()
+    lab = pair.lab
+    for name in SERVERS:
+        lab.wait_for(lambda n=name: lab.udp_listening(pair.ns[n], 53) and
+                     "http listening" in pair.log(n).read_text(errors="replace"), 15, f"dns and http on {name}")
+    deaf = "table inet deaf {\n chain in {\n  type filter hook input priority 0;\n  udp dport 67 drop\n }\n}\n"
+    lab.run(pair.ns["b"], ["nft", "-f", "-"], input=deaf)
+    dev = lab.ns("dev")
+    mac = "02:00:00:00:00:02"  # leaf02
+    lab.attach(pair.seg, dev, "eth0", mac=mac)
+    code, out, err = _agent(lab, dev, "--out", str(pair.tmp / "out"), "--timeout", "30", "--arp-probes", "0",
+                            timeout=60)
+    assert code == 0 and out["status"] == "provisioned", f"{out}\n{err}"
+    assert out["server_id"] == SERVERS["a"], out
+    ip = out["ip"]
+
+    def b_api(path: str) -> Any:
+        res = lab.run(pair.ns["b"], ["curl", "-sS", "--max-time", "10", f"http://{SERVERS['b']}{path}"])
+        return json.loads(res.stdout)
+
+    # b learns a's events within its poll interval (1 s): its state machine, not only its store.
+    lab.wait_for(lambda: b_api("/api/devices/leaf02").get("state") == "delivered", 15, "b: leaf02 delivered")
+    kinds = [e["kind"] for e in b_api("/api/devices/leaf02/timeline")["events"]]
+    for kind in ("offer", "bound", "rendered", "transfer-started", "transfer-finished"):
+        assert kind in kinds, kinds
+    assert kinds.index("offer") < kinds.index("bound") < kinds.index("transfer-finished"), kinds
+    assert f"{mac} dhcp" not in pair.log("b").read_text(errors="replace")  # b never heard the device
+
+    res = lab.run(dev, ["dig", f"@{SERVERS['b']}", "+tries=1", "+time=2", "+short", "leaf02.lab.test", "A"],
+                  timeout=15)
+    assert res.stdout.split() == [ip], res.stdout + res.stderr
+
+    res = subprocess.run([*ZTP, "status", "--json", "--config", str(pair.configs["b"])], capture_output=True,
+                         text=True, timeout=60, check=False, env={**os.environ, **ENV})
+    assert res.returncode == 0, res.stderr
+    status = {d["key"]: d for d in json.loads(res.stdout)["devices"]}
+    assert status["leaf02"]["state"] == "delivered" and status["leaf02"]["ip"] == ip, status
+    with psycopg.connect(pair.dsn) as conn:
+        bound = conn.execute("SELECT count(*) FROM timeline WHERE key = 'leaf02' AND kind = 'bound'").fetchone()
+    assert bound is not None and bound[0] == 1  # b merged a's row (DNS) without recording it again
 
 
 # -- behind a relay that forwards to both -------------------------------------------------------------------

@@ -6,16 +6,15 @@ import time
 
 from ztp.config import Config
 from ztp.timeline.machine import STAGES, DeviceTimeline, Timeouts
-from ztp.timeline.store import SqliteTimelineStore, timeline_path
+from ztp.timeline.store import open_timeline, timeline_path
 
 
 def load_timeline(config: Config, now: float) -> DeviceTimeline:
     """Every device's state rebuilt from the stored timeline (read-only), missed deadlines applied at `now`."""
     machine = DeviceTimeline(Timeouts(offered=config.timeline.offer_timeout, bound=config.timeline.fetch_timeout))
-    path = timeline_path(config.state_dir)
-    if not path.exists():
+    if config.state.backend != "postgresql" and not timeline_path(config.state_dir).exists():
         return machine
-    store = SqliteTimelineStore(path, read_only=True)
+    store = open_timeline(config, read_only=True)  # the shared database's: every appliance's events
     try:
         machine.replay(store.load(now - config.timeline.retention_days * 86400))
     finally:

@@ -15,9 +15,12 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ztp.timeline.machine import Event, Kind
+
+if TYPE_CHECKING:
+    from ztp.config import Config
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS timeline (
@@ -142,3 +145,16 @@ class SqliteTimelineStore:
 def store_all(store: TimelineStore, events: Iterable[Event]) -> None:
     """Append `events` in one batch (tools and tests)."""
     store.append(list(events))
+
+
+def open_timeline(config: Config, *, appliance: str = "", read_only: bool = False) -> TimelineStore:
+    """The configured timeline store: the shared database's (`ztp.timeline.postgres`, rows marked with
+    `appliance`) when `state.backend` is postgresql, else the SQLite file under `state_dir`. StoreError
+    (a wrong DSN, an old schema: `ztp db upgrade`) names the config line and the fix."""
+    if config.state.backend == "postgresql":
+        from ztp.timeline.postgres import PostgresTimelineStore
+
+        assert config.state.dsn is not None
+        return PostgresTimelineStore(config.state.dsn, appliance=appliance,
+                                     where=f"{config.path}:{config.line('state', 'dsn')}")
+    return SqliteTimelineStore.in_state_dir(config.state_dir, read_only=read_only)

@@ -168,6 +168,17 @@ def merge_remote(ledger: Ledger, leases: list[Lease]) -> int:
     A row older than the cached one of its address is skipped (notifications and refreshes may arrive
     late or twice), except over one of our offers: an offer is memory only and loses to any durable row.
     """
+    shared = ledger if isinstance(ledger, SharedLedger) else None
+    if shared is not None:
+        shared.merging = True  # subscribers may tell other appliances' changes from this one's (timeline)
+    try:
+        return _merge(ledger, leases)
+    finally:
+        if shared is not None:
+            shared.merging = False
+
+
+def _merge(ledger: Ledger, leases: list[Lease]) -> int:
     applied = 0
     for lease in leases:
         current = ledger.at(lease.ip)
@@ -255,7 +266,12 @@ class SharedLedger(Ledger):
     server is most likely an appliance about to bind that address for that client, and until its row arrives
     (milliseconds, through LISTEN/NOTIFY) the freed address would be the next one this appliance offers, to
     another client, who would then lose the race for it in the database. So the withdrawn offer keeps its
-    address until the binding replaces it or `offer_hold` runs out."""
+    address until the binding replaces it or `offer_hold` runs out.
+
+    `merging` is True while `merge_remote` applies other appliances' rows: DNS follows them like its own,
+    but the device timeline does not record them again (the appliance that committed them did)."""
+
+    merging = False
 
     def apply(self, change: LeaseChange) -> LeaseEvent | None:
         """As `Ledger.apply`, except that a withdrawal leaves the offer in place."""

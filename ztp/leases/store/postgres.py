@@ -80,6 +80,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             RETURN NULL;
         END $$""",
     ),
+    (  # 3: device timelines shared by every appliance (ztp.timeline.postgres)
+        """CREATE TABLE timeline (
+            id        bigserial PRIMARY KEY,
+            key       text NOT NULL,
+            at        double precision NOT NULL,
+            kind      text NOT NULL,
+            text      text NOT NULL,
+            mac       text,
+            ip        text,
+            detail    text NOT NULL,
+            appliance text NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX timeline_key ON timeline (key, id)",
+        "CREATE INDEX timeline_at ON timeline (at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
