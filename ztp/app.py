@@ -36,7 +36,7 @@ from ztp.snapshot import Snapshot
 from ztp.syslog.server import SyslogServer
 from ztp.tftp.content import ChainedContent, ContentProvider, StaticRoot
 from ztp.tftp.server import TftpServer
-from ztp.timeline.machine import Event, Kind, Stage
+from ztp.timeline.machine import Event, Kind
 from ztp.timeline.recorder import Recorder
 from ztp.timeline.sources import lease_key
 from ztp.timeline.store import open_timeline
@@ -390,12 +390,12 @@ class Appliance:
     def _syslog_awaited(self, key: str) -> bool:
         """Whether `key`'s syslog lines matter now: its config was delivered, it has not confirmed yet."""
         status = self.recorder.machine.status(key)
-        return status is not None and status.state == Stage.DELIVERED
+        return status is not None and status.awaits_confirmation
 
     def _syslog_message(self, key: str, ip: str, text: str, now: float) -> None:
         """A device's syslog line: only the first one after its config was delivered matters (confirmation)."""
         status = self.recorder.machine.status(key)
-        if status is not None and status.state == Stage.DELIVERED:
+        if status is not None and status.awaits_confirmation:
             self.recorder.post(Event(key, now, Kind.SYSLOG, f"syslog from {ip}: {text}", status.mac, ip))
 
     def _served(self, peer_ip: str, filename: str, nbytes: int) -> None:

@@ -107,6 +107,7 @@ class TimelineModel(_Strict):
     max_devices: int = Field(default=100_000, ge=1, le=10_000_000)
     offer_timeout: float = Field(default=60, ge=1, le=86400)
     fetch_timeout: float = Field(default=300, ge=1, le=86400)
+    confirm_timeout: float = Field(default=600, ge=0, le=86400)  # 0: off (not every device sends syslog)
 
 
 class SyslogModel(_Strict):
@@ -298,6 +299,7 @@ class TimelineSettings:
     max_devices: int = 100_000
     offer_timeout: float = 60
     fetch_timeout: float = 300
+    confirm_timeout: float = 600  # delivered, never confirmed (syslog or the API) -> failed; 0: off
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
 """Drive the dashboard in headless Chromium (Debian's chromium + chromium-driver), run inside a namespace.
 
-    python browser.py URL KEY SCREENSHOT_DIR
+    python browser.py URL KEY SCREENSHOT_DIR [SUBNET]
 
-Opens URL, waits for device KEY's row to say `bound`, prints "SEEN bound" (the test then confirms the
-device), waits for the same row to say `confirmed` *without a reload* (a marker set on the first page load
-must survive), opens the device's timeline page, saves screenshots and prints one JSON line of findings.
+Opens URL, prints "LOADED <n>" with SUBNET's pool bar's addresses in use once the page has drawn it (the
+test then boots the device), waits for device KEY's row to say `bound` and for that pool bar to change,
+prints "SEEN bound" (the test then confirms the device), waits for the same row to say `confirmed`
+*without a reload* (a marker set on the first page load must survive), opens the device's timeline page,
+saves screenshots and prints one JSON line of findings.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
         time.sleep(0.1)
 
 
-def main(url: str, key: str, shots: Path) -> None:
+def main(url: str, key: str, shots: Path, subnet: str = "10.60.0.0/24") -> None:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -42,12 +44,25 @@ def main(url: str, key: str, shots: Path) -> None:
         driver.execute_script("window.__ztpFirstLoad = 'yes';")
         row = f"device-{key}"
 
+        def pool() -> list[str] | None:
+            # Read in one script: the bars are redrawn (replaced) by each update, so a held element goes stale.
+            found = driver.execute_script(
+                "const p = document.querySelector(`#pools .pool[data-subnet='${arguments[0]}']`);"
+                "return p ? [p.dataset.used, p.querySelector('.bar span').getAttribute('style')] : null;", subnet)
+            return list(found) if found else None
+
+        pool_before = wait(pool, 30, f"the {subnet} pool bar")
+        print(f"LOADED {pool_before[0]}", flush=True)
+
         def state() -> str | None:
             found = driver.find_elements(By.ID, row)
             return found[0].get_attribute("data-state") if found else None
 
         wait(lambda: state() == "bound", 30, f"{key} bound on the dashboard")
         bound_count = driver.find_element(By.CSS_SELECTOR, "#count-bound b").text
+        # The pool bar follows over the same event stream (at most POOLS_INTERVAL after the binding).
+        pool_after = wait(lambda: (p := pool()) is not None and p[0] != pool_before[0] and p, 10,
+                          f"the {subnet} pool bar to change live")
         driver.save_screenshot(str(shots / "dashboard-bound.png"))
         print("SEEN bound", flush=True)
         wait(lambda: state() == "confirmed", 30, f"{key} confirmed on the dashboard (live)")
@@ -60,7 +75,8 @@ def main(url: str, key: str, shots: Path) -> None:
         kinds = [tr.get_attribute("data-kind") for tr in driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")]
         page_state = driver.find_element(By.ID, "state").text
         driver.save_screenshot(str(shots / "device.png"))
-        print(json.dumps({"marker": marker, "live": live, "bound_count": bound_count,
+        print(json.dumps({"marker": marker, "live": live, "bound_count": bound_count, "pool_before": pool_before,
+                          "pool_after": pool_after,
                           "confirmed_count": confirmed_count, "kinds": kinds, "page_state": page_state,
                           "url": driver.current_url}), flush=True)
     finally:
@@ -68,4 +84,4 @@ def main(url: str, key: str, shots: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], Path(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), *sys.argv[4:5])

@@ -1,6 +1,6 @@
 """The live dashboard in a real browser: headless Chromium in the appliance's namespace watches a device go
-from `bound` to `confirmed` without reloading, then opens its timeline; screenshots are kept under the
-test's tmp dir (dashboard-bound.png, dashboard.png, device.png)."""
+from `bound` to `confirmed` and its pool's bar move without reloading, then opens its timeline; screenshots
+are kept under the test's tmp dir (dashboard-bound.png, dashboard.png, device.png)."""
 
 from __future__ import annotations
 
@@ -39,9 +39,11 @@ def test_dashboard_updates_live_and_shows_the_timeline(lab: Lab, tmp_path: Path)
                                 "leaf02", str(shots)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env, start_new_session=True)
     try:
+        assert browser.stdout is not None
+        loaded = browser.stdout.readline()  # the page is drawn (pool bars included) before the device boots
+        assert loaded.startswith("LOADED "), (loaded, browser.stderr.read() if browser.poll() is not None else "")
         ns = app.client("c2", "02:00:00:00:00:02")
         assert app.dhclient(ns)["new_bootfile_name"] == "leaf02.cfg"  # bound, and no fetch yet
-        assert browser.stdout is not None
         line = browser.stdout.readline()
         assert line.strip() == "SEEN bound", (line, browser.stderr.read() if browser.poll() is not None else "")
         res = lab.run(app.srv, ["curl", "-sS", "--max-time", "5", "-X", "POST", "-H",
@@ -57,6 +59,9 @@ def test_dashboard_updates_live_and_shows_the_timeline(lab: Lab, tmp_path: Path)
     assert seen["marker"] == "yes"  # the same page: updated over server-sent events, never reloaded
     assert seen["live"] == "live" and seen["bound_count"] == "1" and seen["confirmed_count"] == "1"
     assert seen["url"].endswith("/device/leaf02") and seen["page_state"] == "confirmed"
+    # leaf02 took one address of the 10.60.0.100-199 pool: the bar moved on the open page, over the stream.
+    assert int(seen["pool_after"][0]) == int(seen["pool_before"][0]) + 1, seen
+    assert seen["pool_after"][1] != seen["pool_before"][1] and "width" in seen["pool_after"][1], seen
     assert {"offer", "bound", "confirmed"} <= set(seen["kinds"]), seen["kinds"]
     for name in ("dashboard-bound.png", "dashboard.png", "device.png"):
         assert (shots / name).stat().st_size > 5000

@@ -7,7 +7,7 @@
     POST /api/reload                       reload config, inventory and templates, as SIGHUP does (token)
     GET  /api/leases                       the lease table
     GET  /api/explain?mac=M | ?hostname=H  `ztp explain` for a device
-    GET  /api/events                       server-sent events: device status changes (the dashboard)
+    GET  /api/events                       server-sent events: device status changes and pool use (the dashboard)
     GET  /api/openapi.json                 this API described (OpenAPI 3.1)
     GET  /metrics                          Prometheus text format
     GET  /, /device/{key}, /static/...     the dashboard (ztp/api/static)
@@ -31,12 +31,16 @@ from ztp.config import MAC_RE, Config, normalize_mac
 from ztp.explain import ExplainError, explain
 from ztp.http.server import require_token
 from ztp.leases.table import LeaseTable
-from ztp.timeline.machine import STAGES, DeviceStatus, Event
+from ztp.timeline.machine import STAGES, DeviceStatus, Event, Kind
 from ztp.timeline.recorder import Recorder
 
 _SSE_QUEUE = 256  # updates buffered per dashboard; a client that falls behind is told to reload
 _SSE_KEEPALIVE = 15.0
 MAX_STREAMS = 64  # dashboards open at once; beyond: 503 (each holds a socket and a queue)
+# Pool use is O(leases) to count: counted at most once per POOLS_INTERVAL for all dashboards together, and
+# only after an event that can change it (or, for offers that ran out silently, once per keepalive).
+POOLS_INTERVAL = 1.0
+_LEASE_KINDS = frozenset({Kind.OFFER, Kind.BOUND, Kind.RENEWED, Kind.RELEASED, Kind.DECLINED, Kind.EXPIRED})
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -56,6 +60,33 @@ class OperatorApi:
         self.metrics = metrics
         self.clock = clock
         self.streams = 0
+        self._pools: list[dict[str, Any]] = []
+        self._pools_at = float("-inf")
+        self._pools_dirty = True
+        self.pool_counts = 0  # how often pool use was counted for the event streams (tests, bench)
+        recorder.listeners.append(self._lease_events)
+
+    def _lease_events(self, events: list[Event]) -> None:
+        if not self._pools_dirty and any(e.kind in _LEASE_KINDS for e in events):
+            self._pools_dirty = True
+
+    def pools(self, now: float) -> list[dict[str, Any]]:
+        """Pool use for the event streams: recounted only when a lease event arrived since the last count (or
+        a keepalive period passed: held offers run out without one), and never twice within POOLS_INTERVAL;
+        the same list object until then, so a stream can tell cheaply whether anything changed."""
+        age = now - self._pools_at
+        if (self._pools_dirty or age >= _SSE_KEEPALIVE) and age >= POOLS_INTERVAL:
+            self._pools_dirty = False
+            self._pools_at = now
+            self.pool_counts += 1
+            fresh = [{"subnet": s, "size": n, "used": u} for s, n, u in pool_use(self.config(), self.table, now)]
+            if fresh != self._pools:
+                self._pools = fresh
+        return self._pools
+
+    def pools_pending(self) -> bool:
+        """Whether a lease event is waiting to be counted into pool use."""
+        return self._pools_dirty
 
     def routes(self) -> list[web.RouteDef]:
         """Every route, for HttpServer.add_routes()."""
@@ -207,7 +238,8 @@ class OperatorApi:
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events (HTML Living Standard §9.2): `devices` with the statuses that changed."""
+        """Server-sent events (HTML Living Standard §9.2): `devices` with the statuses that changed, `pools`
+        with every pool's use when it changed (at most once per POOLS_INTERVAL)."""
         if self.streams >= MAX_STREAMS:
             raise web.HTTPServiceUnavailable(text=f"{MAX_STREAMS} event streams are open already\n",
                                              headers={"Retry-After": "10"})
@@ -224,16 +256,26 @@ class OperatorApi:
         await resp.prepare(request)
         self.recorder.listeners.append(listener)
         self.streams += 1
+        sent_pools = self._pools  # what the page fetched with /api/devices is at least this fresh
         try:
             await resp.write(b"retry: 2000\n\n")
             while True:
+                # A lease event not yet counted into pool use: come back within POOLS_INTERVAL to send it.
+                wait = POOLS_INTERVAL if self.pools_pending() else _SSE_KEEPALIVE
                 try:
-                    events = await asyncio.wait_for(queue.get(), _SSE_KEEPALIVE)
+                    events = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
-                    await resp.write(b": keepalive\n\n")
-                    continue
+                    events = []
                 if events is None:
                     break
+                pools = self.pools(self.clock())
+                if pools is not sent_pools:
+                    sent_pools = pools
+                    await resp.write(b"event: pools\ndata: " + json.dumps({"pools": pools}).encode() + b"\n\n")
+                if not events:
+                    if wait == _SSE_KEEPALIVE:
+                        await resp.write(b": keepalive\n\n")
+                    continue
                 now = self.clock()
                 keys = list(dict.fromkeys(e.key for e in events))
                 machine = self.recorder.machine

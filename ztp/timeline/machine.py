@@ -8,7 +8,8 @@ along
 
 or to `failed`, naming the stage it failed at and a reason a person can act on. Stages that should end by
 themselves (an OFFER is requested within seconds, a bound device fetches its config soon after) get a
-deadline; `next_deadline()` / `handle_timer(now)` turn a missed one into a `failed` event. It never reads
+deadline; `next_deadline()` / `handle_timer(now)` turn a missed one into a `failed` event (a delivered
+config not confirmed within `timeline.confirm_timeout`, when set, too). It never reads
 the clock, so every failure reason is a fast unit test with a fake clock. Replaying the stored events
 (including the derived `failed` ones) rebuilds the same states after a restart.
 """
@@ -95,6 +96,13 @@ class DeviceStatus:
     last_text: str = ""
     events: int = 0
 
+    @property
+    def awaits_confirmation(self) -> bool:
+        """Its config was delivered and it has not confirmed: delivered, or failed for want of confirmation
+        (a late first syslog line still confirms it)."""
+        return self.state == Stage.DELIVERED or \
+            (self.state == Stage.FAILED and self.failed_stage == Stage.DELIVERED)
+
     def as_dict(self, now: float | None = None) -> dict[str, Any]:
         """JSON-ready form; with `now`, also the seconds spent in the current state."""
         out: dict[str, Any] = {
@@ -115,6 +123,7 @@ class Timeouts:
     offered: float = 60.0  # RFC 2131 clients REQUEST within seconds of an OFFER
     bound: float = 300.0  # devices fetch their config right after the ACK
     fetching: float = 600.0  # a stalled transfer ends sooner (TFTP's own 60 s ceiling): a safety net
+    delivered: float = 0.0  # confirmation by syslog; 0: off (not every device sends syslog)
 
 
 _REASONS = {
@@ -123,6 +132,7 @@ _REASONS = {
     Stage.BOUND: "bound {ip}, never fetched the config: check option 66/67 (TFTP server, boot file) for this "
                  "vendor",
     Stage.FETCHING: "the config transfer started but never finished",
+    Stage.DELIVERED: "delivered, never confirmed: is `logging host` in its config and udp/514 open?",
 }
 # States a device in which an event of this kind moves it to the stage named; others record it only.
 _MOVES: dict[Kind, tuple[Stage, frozenset[Stage | None]]] = {
@@ -160,7 +170,7 @@ class DeviceTimeline:
         and any it implies (the first syslog line after delivery confirms the device)."""
         device = self.devices.get(event.key)
         if event.kind == Kind.SYSLOG:
-            if device is None or device.state != Stage.DELIVERED:
+            if device is None or not device.awaits_confirmation:
                 return []  # ordinary chatter: not a timeline event
             confirmed = Event(event.key, event.at, Kind.CONFIRMED, "confirmed: first syslog message after the "
                               "config was delivered", event.mac, event.ip, {"source": "syslog"})
@@ -211,8 +221,8 @@ class DeviceTimeline:
             if device.miscabled is None:
                 device.reason = ""
         limit = {Stage.OFFERED: self.timeouts.offered, Stage.BOUND: self.timeouts.bound,
-                 Stage.FETCHING: self.timeouts.fetching}.get(stage)
-        if limit is not None:
+                 Stage.FETCHING: self.timeouts.fetching, Stage.DELIVERED: self.timeouts.delivered}.get(stage)
+        if limit:  # None: the stage ends by itself or not at all; 0: that deadline is off
             self._seq += 1
             heapq.heappush(self._deadlines, (at + limit, self._seq, device.key, stage, device.since))
 
@@ -239,6 +249,8 @@ class DeviceTimeline:
             text = _REASONS[stage].format(ip=device.ip or "an address")
             if stage == Stage.BOUND:
                 text = text.replace("the config:", f"the config within {self.timeouts.bound:.0f} s:")
+            elif stage == Stage.DELIVERED:
+                text = text.replace("never confirmed:", f"never confirmed within {when - since:.0f} s:")
             event = Event(key, when, Kind.FAILED, text, device.mac, device.ip, {"stage": stage.value})
             out.extend(self._apply(event))
         return out

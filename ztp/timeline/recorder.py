@@ -101,7 +101,8 @@ class Recorder:
         self.config = config
         self.revision = config_revision(config)
         self.machine.timeouts = Timeouts(offered=tl.offer_timeout, bound=tl.fetch_timeout,
-                                         fetching=max(tl.fetch_timeout, Timeouts().fetching))
+                                         fetching=max(tl.fetch_timeout, Timeouts().fetching),
+                                         delivered=tl.confirm_timeout)
         self.retention = Retention(tl.retention_days * 86400, tl.events_per_device, tl.max_devices)
 
     # --- hooks (hot paths: O(1), no formatting) -----------------------------------------------------

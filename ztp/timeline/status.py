@@ -11,7 +11,8 @@ from ztp.timeline.store import open_timeline, timeline_path
 
 def load_timeline(config: Config, now: float) -> DeviceTimeline:
     """Every device's state rebuilt from the stored timeline (read-only), missed deadlines applied at `now`."""
-    machine = DeviceTimeline(Timeouts(offered=config.timeline.offer_timeout, bound=config.timeline.fetch_timeout))
+    machine = DeviceTimeline(Timeouts(offered=config.timeline.offer_timeout, bound=config.timeline.fetch_timeout,
+                                      delivered=config.timeline.confirm_timeout))
     if config.state.backend != "postgresql" and not timeline_path(config.state_dir).exists():
         return machine
     store = open_timeline(config, read_only=True)  # the shared database's: every appliance's events

@@ -1,4 +1,5 @@
-// ztp dashboard: one fetch of /api/devices, then live updates over server-sent events (/api/events).
+// ztp dashboard: one fetch of /api/devices, then live updates over server-sent events (/api/events):
+// `devices` (statuses that changed) and `pools` (pool use, when it changed).
 "use strict";
 const ztp = (() => {
   const devices = new Map();
@@ -21,7 +22,7 @@ const ztp = (() => {
   }
   function drawPools(pools) {
     const box = document.getElementById("pools");
-    box.replaceChildren(...pools.map((p) => el("div", {}, `${p.subnet} `,
+    box.replaceChildren(...pools.map((p) => el("div", { class: "pool", "data-subnet": p.subnet, "data-used": p.used }, `${p.subnet} `,
       el("span", { class: "bar", title: `${p.used}/${p.size}` },
         el("span", { style: `width:${p.size ? (100 * p.used / p.size).toFixed(1) : 0}%` })),
       ` ${p.used}/${p.size}`)));
@@ -44,11 +45,12 @@ const ztp = (() => {
     b.textContent = on ? "live" : "reconnecting…";
     b.className = on ? "live" : "live off";
   }
-  function stream(onUpdate) {
+  function stream(onUpdate, onPools) {
     const source = new EventSource("/api/events");
     source.onopen = () => live(true);
     source.onerror = () => live(false);
     source.addEventListener("devices", (m) => onUpdate(JSON.parse(m.data)));
+    if (onPools) source.addEventListener("pools", (m) => onPools(JSON.parse(m.data).pools));
     return source;
   }
 
@@ -64,7 +66,7 @@ const ztp = (() => {
       counts = u.counts;
       for (const d of u.devices) devices.set(d.key, d);
       drawStages(); drawTable();
-    });
+    }, drawPools);
     setInterval(() => document.querySelectorAll("td.since").forEach((td) => {
       td.textContent = age(serverNow() - Number(td.dataset.since));
     }), 1000);
