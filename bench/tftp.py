@@ -33,6 +33,9 @@ class Fetch:
     mib_s: float = 0.0
     ok: bool = False
     server_cpu_pct: float = 0.0
+    # Server CPU (user + system, with forked children) per DATA block: on a shared, loaded machine a steadier
+    # measure of the server's own cost than MiB/s, which also counts the client and the neighbours.
+    server_cpu_us_per_block: float = 0.0
     note: str = ""
 
     @property
@@ -107,7 +110,9 @@ def fetch_big(lab: Lab, cli: str, meter: CpuMeter, out: Path, expect_sha: str, *
         code, err = -1, str(exc)
     f.seconds = round(time.monotonic() - t0, 3)
     time.sleep(0.2)  # a forking server reaps its child; its CPU then shows in cutime/cstime
-    f.server_cpu_pct = round(100.0 * (meter.seconds() - cpu0) / max(f.seconds, 1e-6), 1)
+    cpu = meter.seconds() - cpu0
+    f.server_cpu_pct = round(100.0 * cpu / max(f.seconds, 1e-6), 1)
+    f.server_cpu_us_per_block = round(cpu / (BIG_SIZE // blksize + 1) * 1e6, 2)
     size = out.stat().st_size if out.exists() else 0
     if code != 0:
         f.note = f"{client} exited {code}: {err.strip()}"
@@ -185,7 +190,8 @@ def measure(name: str, lab: Lab, cli: str, meter: CpuMeter, work_dl: Path, expec
         assert best is not None
         result.fetches.append(best)
         log(f"  {name:<10} {client:<5} blksize {blksize:<5} window {window:<2} "
-            f"{best.mib_s:7.2f} MiB/s  cpu {best.server_cpu_pct:5.1f}%  {'ok' if best.ok else 'FAIL ' + best.note}")
+            f"{best.mib_s:7.2f} MiB/s  cpu {best.server_cpu_pct:5.1f}% {best.server_cpu_us_per_block:6.2f} us/block  "
+            f"{'ok' if best.ok else 'FAIL ' + best.note}")
     result.burst = burst(lab, cli, meter, names, expect_size)
     b = result.burst
     log(f"  {name:<10} burst {b.clients}: ok {b.ok}  wall {b.wall_s:.2f}s  p50 {b.p50_s}  p95 {b.p95_s}  "
