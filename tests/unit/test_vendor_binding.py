@@ -157,3 +157,28 @@ def test_sqlite_schema_1_gains_the_vendor_column(tmp_path: Path) -> None:
     assert schema_version(conn) == 2
     conn.close()
     assert [x.vendor for x in load_leases(path)] == ["sonic"]
+
+
+def test_the_api_lease_table_shows_the_recognised_vendor(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from ztp.api.metrics import ApplianceCollector, Metrics
+    from ztp.api.routes import OperatorApi
+    from ztp.timeline.recorder import Recorder
+
+    class NoStore:
+        def append(self, events: object) -> None: ...
+        def close(self) -> None: ...
+
+    config = make_config(tmp_path)
+    server = Server(config)
+    ip = boot(server, {60: ARISTA})
+    recorder = Recorder(config, server.table, NoStore())  # type: ignore[arg-type]
+    metrics = Metrics(ApplianceCollector(recorder, lambda: config, server.table, dict, dict, lambda: T0))
+    api = OperatorApi(recorder, lambda: config, server.table, metrics, clock=lambda: T0)
+    resp = asyncio.run(api.leases(make_mocked_request("GET", "/api/leases")))
+    assert resp.text is not None
+    assert [(r["ip"], r["vendor"]) for r in json.loads(resp.text)["leases"]] == [(str(ip), "eos")]

@@ -213,7 +213,8 @@ class OperatorApi:
         """Every lease row."""
         now = self.clock()
         rows = [{"ip": str(x.ip), "mac": x.mac, "client": x.client, "state": x.state_at(now),
-                 "expires": x.expires, "remaining": max(0, int(x.expires - now)), "hostname": x.hostname}
+                 "expires": x.expires, "remaining": max(0, int(x.expires - now)), "hostname": x.hostname,
+                 "vendor": x.vendor}
                 for x in self.table.all()]
         return _json({"leases": rows})
 
