@@ -95,6 +95,9 @@ class _Transfer:
     The hot path, one ACK in and the next DATA out, runs inside the reader callback: one ``recv`` per
     readiness event (the loop is level-triggered, so a second queued datagram just fires again), the
     session's reply sent at once, and the deque and writer callback used only when the send buffer is full.
+    In lock-step the reply is the block `ReadSession.prepare_next` built after the previous send, released
+    by `ReadSession.take_ack` for exactly the expected ACK: between ``recv`` and ``send`` there is one bytes
+    comparison, no parse, read or copy (issue 14; large blocks go out with a gathering ``sendmsg``).
     """
 
     __slots__ = ("server", "sock", "session", "peer", "filename", "prefix", "_pending", "_timer",

@@ -4,6 +4,10 @@ The session is fed datagrams from its peer and the current time, and is asked fo
 and its next deadline; it never touches a socket or the clock. Blocks are numbered internally from 1
 without bound and put on the wire modulo 65536 (rollover to 0, as tftp-hpa, curl and atftp expect).
 
+Lock-step has a hot path for the I/O layer: `prepare_next` builds the next DATA while the peer is busy
+with the last one, and `take_ack` releases it for exactly the ACK of the block in flight; every other
+datagram goes through `receive`, and the bytes on the wire are the same either way.
+
 Retransmission is driven only by the timer: a duplicate ACK is ignored, so a delayed ACK can never
 double the traffic (the Sorcerer's Apprentice bug, RFC 1123 §4.2.3.1). With a window (RFC 7440 §4) the
 client ACKs the last in-order block it holds, and the server resends the window from the block after it.
