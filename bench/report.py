@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import http_boot
+from bench import http_boot, shared_store
 
 TFTP_COLUMNS = [("b512", "curl 512"), ("b1468", "curl 1468"), ("b65464", "curl 65464"),
                 ("b1468", "atftp 1468"), ("b1468w16", "atftp 1468 w16")]
@@ -154,6 +154,10 @@ def table(doc: dict[str, Any]) -> str:
                      f"{tl['events'] // max(1, tl['doras'])} events per DORA; DORA decided {tl['us_per_dora']} us "
                      f"bare, {tl['us_per_dora_recorded']} us "
                      "recorded.")
+        lines.append("")
+    shared = doc.get("shared")
+    if shared:
+        lines.append(shared_store.summary(shared))
         lines.append("")
     rat = doc.get("ratios") or {}
     if rat:

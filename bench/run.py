@@ -1,7 +1,7 @@
 """`make bench`: ztp next to Kea, dnsmasq and tftpd-hpa on this machine, in one run (issue 6).
 
     sudo .venv/bin/python -m bench.run [--quick] [--out DIR]
-        [--sections dhcp,tftp,http,storm,render,chain,timeline,profile]
+        [--sections dhcp,tftp,http,storm,render,chain,timeline,shared,profile]
 
 Builds its own network namespaces (ztp.lab), runs every server and client inside them, removes them at
 the end (also on error or Ctrl-C). Prints one Markdown table and writes ``<out>/<date>.json`` and
@@ -24,13 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import chain, dhcp, http_boot, profiling, rendering, report, servers, storm, tftp, timeline
+from bench import chain, dhcp, http_boot, profiling, rendering, report, servers, shared_store, storm, tftp, timeline
 from bench.procstat import CpuMeter
 from bench.workload import CLIENT_IP, PREFIX, SERVER_IP, Workload, prepare
 from ztp.lab import Lab, LabError, require_root
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("dhcp", "tftp", "http", "storm", "render", "chain", "timeline", "profile")
+SECTIONS = ("dhcp", "tftp", "http", "storm", "render", "chain", "timeline", "shared", "profile")
 LABELS = {"ztp": "ztp", "ztp-ping": "ztp, dhcp.ping_check on",
           "kea": "Kea 2.2 (memfile, persist)", "dnsmasq": "dnsmasq 2.90", "tftpd-hpa": "tftpd-hpa 5.2"}
 
@@ -328,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"bench: boot storm ({devices} devices)")
             doc["storm"] = section_storm(work, tmp, quick, devices, concurrency)
             doc["settings"]["storm"] = {"devices": devices, "concurrency": concurrency, "arp_probes": 0}
+        if "shared" in wanted:
+            log("bench: shared lease store (perfdhcp: SQLite vs PostgreSQL, one and two appliances)")
+            wait_quiet(5 if quick else 20)
+            doc["shared"] = shared_store.run(shared_store.QUICK_RATES if quick else shared_store.RATES,
+                                             3.0 if quick else 5.0, log=log)
         if "profile" in wanted:
             ztp_max = next((d["max_sustainable_dora_s"] for d in doc.get("dhcp", []) if d["server"] == "ztp"), 0)
             rate = max(250, int(ztp_max * 0.8) // 50 * 50) if ztp_max else 1500

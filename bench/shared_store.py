@@ -13,11 +13,14 @@ throwaway cluster on a unix socket (tests/pgcluster.py), fsync on, synchronous_c
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench import servers
 from bench.dhcp import CLIENT_IF, CLIENTS, RateRun, _fill, parse_perfdhcp
@@ -73,17 +76,18 @@ def measure(lab: Lab, pairs: list[tuple[str, str]], configs: list[Path], rate: i
     return total
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the three rows and print a table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rates", default="500,1000,1500,2000,3000")
-    args = parser.parse_args(argv)
-    rates = [int(r) for r in args.rates.split(",")]
+QUICK_RATES = [500, 1000, 1500]
+RATES = [500, 1000, 1500, 2000, 3000]
+
+
+def run(rates: list[int], seconds: float, log: Callable[[str], None] = print) -> list[dict[str, Any]] | str:
+    """Every layout swept over `rates` (each stops at its first failing rate): one dict per layout with the
+    highest rate passed and each run; or why it could not run (no PostgreSQL, no perfdhcp)."""
     bindir = postgres_bin()
     if bindir is None:
-        print("bench.shared_store: needs PostgreSQL (apt-get install postgresql)", file=sys.stderr)
-        return 1
+        return "needs PostgreSQL (apt-get install postgresql)"
+    if shutil.which("perfdhcp") is None:
+        return "needs perfdhcp (kea-admin / isc-kea-perfdhcp)"
     tmp = Path(tempfile.mkdtemp(prefix="ztpbench-pg-"))
     work = prepare(tmp / "work", devices=50)
     cluster = PgCluster(bindir)
@@ -120,19 +124,43 @@ def main(argv: list[str] | None = None) -> int:
                         upgrade(dsn)
                         configs = [_pg_config(work, dsn, n) for n in ("a", "b")[:len(pairs)]]
                     target = "all" if name.startswith("one segment") else SERVER_IP
-                    run = measure(lab, pairs, configs, rate, args.seconds, tmp, target=target)
-                    rows[name].append(run)
-                    print(f"{name:<52} {rate:>6}/s  acks {run.acks:>7}  fail {run.fail_pct:6.2f}%  "
-                          f"{'ok' if run.fail_pct < 1.0 else 'FAIL'}", flush=True)
-                    if run.fail_pct >= 1.0:
+                    result = measure(lab, pairs, configs, rate, seconds, tmp, target=target)
+                    rows[name].append(result)
+                    log(f"  {name:<52} {rate:>6}/s  acks {result.acks:>7}  fail {result.fail_pct:6.2f}%  "
+                        f"{'ok' if result.fail_pct < 1.0 else 'FAIL'}")
+                    if result.fail_pct >= 1.0:
                         break
     finally:
         cluster.stop()
-    print("\n| lease store | max DORA/s passed (of " + ", ".join(map(str, rates)) + ") |\n|---|---|")
+        shutil.rmtree(tmp, ignore_errors=True)
+    out: list[dict[str, Any]] = []
     for name, runs in rows.items():
         passed = [r.rate for r in runs if r.fail_pct < 1.0]
-        print(f"| {name} | {max(passed) if passed else '-'} |")
-    return 0
+        out.append({"layout": name, "max_dora_s": max(passed) if passed else None, "seconds": seconds,
+                    "runs": [{"rate": r.rate, "acks": r.acks, "fail_pct": r.fail_pct} for r in runs]})
+    return out
+
+
+def summary(rows: list[dict[str, Any]] | str) -> str:
+    """The Markdown table of `run`'s result (make bench's shared-store section)."""
+    if isinstance(rows, str):
+        return f"**Shared lease store**: not measured: {rows}"
+    tried = sorted({r["rate"] for row in rows for r in row["runs"]})
+    lines = ["**Shared lease store** (perfdhcp, highest rate with under 1 % of exchanges lost, of "
+             + ", ".join(map(str, tried)) + " DORA/s)", "", "| lease store | max DORA/s passed |", "|---|---|"]
+    lines += [f"| {row['layout']} | {row['max_dora_s'] or '-'} |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the layouts and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rates", default=",".join(map(str, RATES)))
+    args = parser.parse_args(argv)
+    rows = run([int(r) for r in args.rates.split(",")], args.seconds, log=lambda text: print(text, flush=True))
+    print("\n" + summary(rows))
+    return 1 if isinstance(rows, str) else 0
 
 
 if __name__ == "__main__":
