@@ -38,9 +38,18 @@ def _load(path: str) -> Config:
         raise SystemExit(1) from None
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(message)s")
+def _setup_logging(level: str, *, serving: bool = False) -> None:
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    if serving:
+        # ztp serve: a thread formats and writes the lines in batches, off the packet paths (issue 14)
+        from ztp.logwriter import install
+
+        install(numeric, sys.stderr, _LOG_FORMAT)
+        return
+    logging.basicConfig(level=numeric, stream=sys.stderr, format=_LOG_FORMAT)
+
+
+_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -196,7 +205,7 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     # Exactly the validation of `ztp check` (and of a SIGHUP reload); what it loaded is what is served.
     snapshot, problems = validate(Path(args.config))
-    _setup_logging(args.log_level or (snapshot.config.log_level if snapshot is not None else "info"))
+    _setup_logging(args.log_level or (snapshot.config.log_level if snapshot is not None else "info"), serving=True)
     if snapshot is None or problems:
         for problem in problems:
             logging.error("%s", problem)

@@ -167,9 +167,14 @@ class DhcpServer:
             return
         if proposal.counter:
             self.counters[proposal.counter] += 1
-        if proposal.log_format and log.isEnabledFor(proposal.level):  # text is built only for lines emitted
-            via = f" via {pkt.giaddr}" if pkt.giaddr != p.ZERO_IP else f" on {ingress.ifname}"
-            log.log(proposal.level, "%s dhcp %s%s", pkt.mac, proposal.log, via)
+        if proposal.log_format and log.isEnabledFor(proposal.level):
+            # The line's text is left to the log handler (built off the packet path by ztp serve's writer
+            # thread): the arguments travel unformatted.
+            fmt = proposal.log_format if proposal.log_args else proposal.log_format.replace("%", "%%")
+            if pkt.giaddr != p.ZERO_IP:
+                log.log(proposal.level, "%s dhcp " + fmt + " via %s", pkt.mac, *proposal.log_args, pkt.giaddr)
+            else:
+                log.log(proposal.level, "%s dhcp " + fmt + " on %s", pkt.mac, *proposal.log_args, ingress.ifname)
         if proposal.probe is not None:
             self._probe(pkt, ingress, proposal.probe, proposal.change, probes)
             return

@@ -1,0 +1,93 @@
+"""ztp serve's log writer (ztp.logwriter): lines formatted and written off the caller's thread, in batches."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from ipaddress import IPv4Address
+
+import pytest
+
+from ztp.logwriter import LogWriter
+
+FMT = "%(asctime)s %(levelname)-7s %(message)s"
+
+
+@pytest.fixture
+def writer() -> tuple[logging.Logger, LogWriter, io.StringIO]:
+    stream = io.StringIO()
+    handler = LogWriter(stream, FMT, delay=0.001)
+    logger = logging.getLogger("test.logwriter")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield logger, handler, stream
+    logger.removeHandler(handler)
+    handler.close()
+
+
+def test_lines_in_order_with_the_stock_format(writer: tuple[logging.Logger, LogWriter, io.StringIO]) -> None:
+    logger, handler, stream = writer
+    for i in range(200):
+        logger.info("%s dhcp DISCOVER -> OFFER %s on %s", f"02:00:00:00:00:{i % 256:02x}", IPv4Address(i), "eth0")
+    handler.flush()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 200
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO    02:00:00:00:00:00 dhcp DISCOVER -> OFFER "
+                        r"0\.0\.0\.0 on eth0", lines[0])
+    assert lines[199].endswith("OFFER 0.0.0.199 on eth0")
+    # The same text as logging.Formatter writes, timestamp included.
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "a %s", ("b",), None)
+    assert handler.format(record) == logging.Formatter(FMT).format(record)
+
+
+def test_the_thread_writes_without_a_flush(writer: tuple[logging.Logger, LogWriter, io.StringIO]) -> None:
+    logger, handler, stream = writer
+    logger.warning("one line")
+    for _ in range(2000):
+        if stream.getvalue():
+            break
+        handler._thread.join(0.005)
+    assert stream.getvalue().endswith("WARNING one line\n")
+
+
+def test_mutable_arguments_are_formatted_at_the_call(writer: tuple[logging.Logger, LogWriter, io.StringIO]) -> None:
+    logger, handler, stream = writer
+    held = ["before"]
+    logger.info("value %s", held)
+    held[0] = "after"
+    handler.flush()
+    assert stream.getvalue().endswith("INFO    value ['before']\n")
+
+
+def test_a_traceback_is_written(writer: tuple[logging.Logger, LogWriter, io.StringIO]) -> None:
+    logger, handler, stream = writer
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logger.exception("failed %s", "here")
+    handler.flush()
+    text = stream.getvalue()
+    assert "ERROR   failed here\nTraceback" in text and "ValueError: boom" in text
+
+
+def test_close_writes_what_is_queued() -> None:
+    stream = io.StringIO()
+    handler = LogWriter(stream, FMT, delay=10.0)  # the thread would wait far longer than the test
+    logger = logging.getLogger("test.logwriter.close")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.warning("last words")
+    handler.close()
+    logger.removeHandler(handler)
+    assert stream.getvalue().endswith("WARNING last words\n")
+
+
+def test_install_leaves_existing_handlers_alone(caplog: pytest.LogCaptureFixture) -> None:
+    from ztp.logwriter import install
+
+    with caplog.at_level(logging.INFO):
+        assert install(logging.WARNING, io.StringIO(), FMT) is None  # like basicConfig: a test's handlers stay
+        logging.getLogger("test.logwriter.install").warning("seen by caplog")
+    assert [r.getMessage() for r in caplog.records] == ["seen by caplog"]
