@@ -330,7 +330,12 @@ class Appliance:
                 failing = False
                 if not events:
                     continue
-                self.recorder.machine.replay(events)  # stored already: applied, not recorded again
+                machine, cap = self.recorder.machine, self.recorder.retention.max_devices
+                for event in events:  # stored already: applied, not recorded again; the device cap holds
+                    if event.key not in machine.devices and len(machine.devices) >= cap:
+                        self.recorder.counters["devices_dropped"] += 1
+                        continue
+                    machine.replay((event,))
                 for listener in list(self.recorder.listeners):
                     try:
                         listener(events)

@@ -182,3 +182,25 @@ def test_ztp_status_reads_the_shared_timeline(pg_dsn: str, tmp_path: Path,
     cfg.write_text(cfg.read_text().replace(pg_dsn, f"postgresql:///nowhere?host={tmp_path}"))
     assert main(["status", "--config", str(cfg)]) == 1
     assert "cannot reach the lease database" in capsys.readouterr().err
+
+
+def test_rows_merged_from_another_appliance_are_marked_for_the_subscribers() -> None:
+    """DNS follows every row (the subscriber hears it); the timeline skips what another appliance recorded
+    (ztp.app._record_lease reads `merging`)."""
+    from ipaddress import IPv4Address
+
+    from ztp.leases.ledger import LeaseEvent
+    from ztp.leases.store import SharedLedger, merge_remote
+    from ztp.leases.table import Lease, LeaseState, LeaseTable
+
+    ledger = SharedLedger(LeaseTable(), None)  # no commits here: merges only
+    heard: list[tuple[str, bool]] = []
+
+    def subscriber(event: LeaseEvent) -> None:
+        heard.append((event.kind.value, ledger.merging))
+
+    ledger.subscribe(subscriber)
+    row = Lease(ip=IPv4Address("10.60.1.5"), client="id:01", mac=MAC, state=LeaseState.BOUND, expires=2e9,
+                updated=1e9, hostname="leaf02")
+    assert merge_remote(ledger, [row]) == 1
+    assert heard == [("bound", True)] and ledger.merging is False
