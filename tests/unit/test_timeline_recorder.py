@@ -124,3 +124,49 @@ def test_history_is_kept_apart_from_the_lease_database(tmp_path: Path) -> None:
     from ztp.timeline.store import timeline_path
     assert timeline_path(tmp_path) != database_path(tmp_path)  # its write lock never stalls a lease commit
     assert SqliteTimelineStore.in_state_dir(tmp_path).path == timeline_path(tmp_path)
+
+
+def test_request_ack_is_counted_not_queued(tmp_path: Path, fake_clock: FakeClock) -> None:
+    # An ACK is the ledger's bound/renewed event once committed: the hook only counts it (issue 14).
+    recorder = Recorder.for_config(CONFIG, LeaseTable(), SqliteTimelineStore(tmp_path / "t.sqlite3"),
+                                   clock=fake_clock)
+    request = p.DhcpPacket(op=p.BOOTREQUEST, xid=2, chaddr=p.mac_to_chaddr(MAC), options={53: bytes((p.REQUEST,))})
+    ack = p.DhcpPacket(op=p.BOOTREPLY, xid=2, chaddr=p.mac_to_chaddr(MAC), yiaddr=IPv4Address("10.60.0.11"),
+                       options={53: bytes((p.ACK,))})
+    nak = dataclasses.replace(ack, yiaddr=p.ZERO_IP, options={53: bytes((p.NAK,))})
+    recorder.dhcp(request, INGRESS, Proposal(ack), fake_clock.now)
+    assert not recorder._raw and recorder.dhcp_messages[("request", "ack")] == 1
+    recorder.dhcp(request, INGRESS, Proposal(nak, log_format="wrong subnet -> NAK"), fake_clock.now)
+    assert [e.kind.value for e in recorder.drain()] == ["nak"]
+    assert recorder.dhcp_messages[("request", "nak")] == 1
+    asyncio.run(_close(recorder))
+
+
+def test_a_tick_is_stored_and_published_as_one_batch(tmp_path: Path, fake_clock: FakeClock) -> None:
+    # Classified in slices, but one store transaction and one listener call per tick (issue 14: every
+    # batch woke the store's thread, and its GIL hand-overs delayed the lease writer's ACKs).
+    store = SqliteTimelineStore(tmp_path / "t.sqlite3")
+    recorder = Recorder.for_config(CONFIG, LeaseTable(), store, clock=fake_clock, tick=0.01)
+    appended: list[int] = []
+    real_append = store.append
+
+    def append(events: list[Event]) -> None:
+        appended.append(len(events))
+        real_append(events)
+
+    store.append = append  # type: ignore[method-assign]
+    heard: list[list[Event]] = []
+    recorder.listeners.append(heard.append)
+    for _ in range(30):  # 90 observations: three slices and more
+        boot(recorder, fake_clock)
+
+    async def run() -> None:
+        await recorder.start()
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if not recorder._raw and appended:
+                break
+        await recorder.close()
+
+    asyncio.run(run())
+    assert len(heard) == 1 and appended == [len(heard[0])] and len(heard[0]) >= 3

@@ -39,6 +39,10 @@ _NAMES: dict[int | None, str] = {code: name.lower() for code, name in p.MESSAGE_
 _MAX_QUEUE = 100_000  # observations waiting for the next tick; beyond: counted and dropped
 _SLICE = 32  # observations classified per turn of the event loop (about half a millisecond)
 _PRUNE_SECONDS = 3600.0
+_MTYPE = p.OPT_MESSAGE_TYPE
+_ACK = bytes((p.ACK,))
+_REQUEST = bytes((p.REQUEST,))
+_REQUEST_ACK = ("request", "ack")
 
 
 def config_revision(config: Config) -> str:
@@ -109,6 +113,12 @@ class Recorder:
 
     def dhcp(self, pkt: DhcpPacket, ingress: Ingress, proposal: Proposal, now: float) -> None:
         """DhcpServer.observe: a request the chain has decided."""
+        reply = proposal.reply
+        if reply is not None and reply.options.get(_MTYPE) == _ACK and pkt.options.get(_MTYPE) == _REQUEST:
+            # REQUEST -> ACK is the ledger's `bound`/`renewed` event once committed: here it is only counted
+            # (half the requests of a storm neither queued nor classified later).
+            self.dhcp_messages[_REQUEST_ACK] += 1
+            return
         self._put(("dhcp", pkt, proposal, now))
 
     def lease(self, event: LeaseEvent) -> None:
@@ -156,7 +166,16 @@ class Recorder:
     def drain(self, limit: int | None = None) -> list[Event]:
         """Turn queued observations (all, or at most `limit`) into events, run the timers, store and publish;
         the new events."""
-        out: list[Event] = []
+        out = self._classify_queued(limit)
+        out.extend(self.machine.handle_timer(self.clock()))
+        self._record(out)
+        return out
+
+    def _classify_queued(self, limit: int | None, out: list[Event] | None = None) -> list[Event]:
+        """Classify queued observations (all, or at most `limit`) and feed them to the machine; appended to
+        `out` (a new list if None)."""
+        if out is None:
+            out = []
         raw = self._raw
         config = self.config
         todo = len(raw) if limit is None else min(limit, len(raw))
@@ -169,8 +188,6 @@ class Recorder:
                 continue
             for event in events:
                 out.extend(self._feed(event))
-        out.extend(self.machine.handle_timer(self.clock()))
-        self._record(out)
         return out
 
     def _feed(self, event: Event) -> list[Event]:
@@ -274,10 +291,15 @@ class Recorder:
             await asyncio.sleep(self.tick)
             # In slices, giving the loop back between them: a storm queues hundreds of observations per tick,
             # and classifying them in one go kept every DHCP reply waiting behind it for milliseconds.
-            self.drain(_SLICE)
+            # One batch per tick for the store and the listeners: a store batch per slice woke the writer
+            # thread a few dozen times per tick in a storm, and each of its GIL hand-overs could hold the lease
+            # writer (and the ACKs waiting on its fsync) for a switch interval.
+            out = self._classify_queued(_SLICE)
             while self._raw:
                 await asyncio.sleep(0)
-                self.drain(_SLICE)
+                self._classify_queued(_SLICE, out)
+            out.extend(self.machine.handle_timer(self.clock()))
+            self._record(out)
             now = self.clock()
             if now - self._pruned_at >= _PRUNE_SECONDS:
                 self._pruned_at = now
