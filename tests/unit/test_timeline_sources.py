@@ -37,6 +37,11 @@ def test_offer_keyed_by_inventory_hostname_else_mac() -> None:
     assert (e.key, e.kind, e.ip, e.text) == ("leaf01", Kind.OFFER, "10.60.0.11", "DISCOVER -> OFFER 10.60.0.11")
     [u] = dhcp_events(CONFIG, request("02:00:00:00:00:99", p.DISCOVER), Proposal(reply(p.OFFER, "10.60.0.100")), 5.0)
     assert u.key == "02:00:00:00:00:99"
+    # The chain's match travels with its outcome (a device it knew by serial, say): no second matching.
+    leaf02 = CONFIG.inventory.by_hostname["leaf02"]
+    [k] = dhcp_events(CONFIG, request("02:00:00:00:00:98", p.DISCOVER),
+                      Proposal(reply(p.OFFER, "10.60.0.101"), device=leaf02, identified=True), 5.0)
+    assert k.key == "leaf02"
 
 
 def test_unanswered_discover_carries_the_chains_reason_but_rate_limits_do_not() -> None:

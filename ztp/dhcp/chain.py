@@ -116,4 +116,5 @@ def _outcome(req: Request, reply: Reply) -> Proposal:
         fmt += "; left out options %s to fit the client's size limit"
         args = (*args, ",".join(map(str, reply.dropped)))
         level = logging.WARNING
-    return Proposal(reply=reply.packet, change=reply.change, log_format=fmt, log_args=args, level=level)
+    return Proposal(reply=reply.packet, change=reply.change, log_format=fmt, log_args=args, level=level,
+                    device=reply.device, relay=req.relay, identified=True)

@@ -89,6 +89,11 @@ class Proposal:
     # Probe this address (ICMP echo) before answering: the server commits `change` (the offer hold), pings,
     # and runs the chain again once the probe has resolved (ztp.dhcp.handlers.conflict).
     probe: IPv4Address | None = None
+    # Who the request is from, as the chain recognised it (`identified`: it ran through every handler): the
+    # timeline keys its events by this instead of matching the request against the inventory again.
+    device: Device | None = None
+    relay: RelayInfo | None = None
+    identified: bool = False
 
     @property
     def log(self) -> str:

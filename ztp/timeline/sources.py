@@ -97,7 +97,9 @@ def dhcp_events(config: Config, pkt: DhcpPacket, proposal: Proposal, now: float,
         rtype = reply.message_type
     if mtype == p.REQUEST and rtype == p.ACK:
         return []
-    device, relay = identify(config, pkt)
+    # The chain's own match when it got that far (the OFFER of a storm; also devices known by serial, which
+    # `identify` cannot see), else the inventory's rule again (refusals, NAKs).
+    device, relay = (proposal.device, proposal.relay) if proposal.identified else identify(config, pkt)
     key = device_key(device, pkt.mac)
     mac = pkt.mac
     out: list[Event] = []
