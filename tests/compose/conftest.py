@@ -28,6 +28,7 @@ COMPOSE_DIR = ROOT / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 BASE_IMAGE = os.environ.get("ZTP_BASE_IMAGE", "ztp-base:bookworm")
 IMAGE = "ztp:test"
+POSTGRES_IMAGE = "ztp-postgres:test"
 LABEL = "io.ztp.compose-test"
 DHCP_SERVER_PORT = 67
 
@@ -61,6 +62,8 @@ class ServiceSpec:
     networks: dict[str, IPv4Address | None]
     replicas: int
     depends_on: tuple[str, ...]
+    build_context: str = "."
+    """`build.context` relative to compose/: "." is the ztp image, "postgres" the database's."""
 
     @property
     def is_daemon(self) -> bool:
@@ -128,6 +131,7 @@ def load_compose(path: Path = COMPOSE_FILE) -> ComposeSpec:
                       for n, c in nets.items()},
             replicas=int((svc.get("deploy") or {}).get("replicas", 1)),
             depends_on=tuple(depends if isinstance(depends, list) else depends.keys()),
+            build_context=str(((svc.get("build") or {}).get("context")) or "."),
         )
     return ComposeSpec(networks, services)
 
@@ -186,6 +190,27 @@ def ztp_image(docker_client: Any) -> str:
     return IMAGE
 
 
+@pytest.fixture(scope="session")
+def postgres_image(docker_client: Any) -> str:
+    """The PostgreSQL image of compose/postgres/Dockerfile: Debian's postgresql-15 on the offline base image."""
+    base = _script("build-base-image.sh", timeout=900)
+    if base.returncode != 0:
+        pytest.fail(f"scripts/build-base-image.sh failed:\n{base.stderr}", pytrace=False)
+    debs = _script("build-postgres-debs.sh", timeout=300)
+    if debs.returncode != 0:
+        pytest.fail(f"scripts/build-postgres-debs.sh failed:\n{debs.stderr}", pytrace=False)
+    import docker.errors
+
+    try:
+        docker_client.images.build(path=str(COMPOSE_DIR / "postgres"), tag=POSTGRES_IMAGE,
+                                   buildargs={"BASE": BASE_IMAGE}, rm=True, forcerm=True, pull=False)
+    except docker.errors.BuildError as exc:
+        log = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log)
+        pytest.fail(f"building {POSTGRES_IMAGE} from compose/postgres/Dockerfile failed: {exc}\n{log[-4000:]}",
+                    pytrace=False)
+    return POSTGRES_IMAGE
+
+
 @dataclass
 class Topology:
     """The compose topology built with the docker SDK under unique names; `close()` removes all of it."""
@@ -197,6 +222,10 @@ class Topology:
     networks: dict[str, Any] = field(default_factory=dict)
     bridges: list[str] = field(default_factory=list)
     containers: dict[str, list[Any]] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+    """Image per `build_context` other than the ztp image's ("postgres": the database's)."""
+    daemon_timeout: float = 30.0
+    """How long `start` waits for a daemon to listen (appliances first wait for `ztp db upgrade`)."""
 
     def create_networks(self) -> None:
         """Create every compose network (internal, fixed subnet) and let traffic within each bridge pass."""
@@ -224,15 +253,20 @@ class Topology:
         if allow.returncode != 0:
             raise RuntimeError(f"compose/allow-bridges.sh add failed: {allow.stderr}")
 
-    def start(self, service: ServiceSpec) -> list[Any]:
-        """Create and start the service's replicas; daemons are awaited until they listen on udp/67."""
+    def start(self, service: ServiceSpec, *, mac_address: str | None = None) -> list[Any]:
+        """Create and start the service's replicas; daemons are awaited until they listen on udp/67.
+
+        `mac_address` (one replica only) replaces the MAC docker derives from the container's address.
+        """
+        assert mac_address is None or service.replicas == 1, "one MAC for several replicas"
         started = []
         first, *more = service.networks.items()
         for index in range(1, service.replicas + 1):
             endpoint = self.client.api.create_endpoint_config(
                 ipv4_address=str(first[1]) if first[1] else None)
             container = self.client.containers.create(
-                self.image, command=list(service.command), name=f"ztp-test-{self.suffix}-{service.name}-{index}",
+                self.images.get(service.build_context, self.image), command=list(service.command),
+                name=f"ztp-test-{self.suffix}-{service.name}-{index}", mac_address=mac_address,
                 cap_add=list(service.cap_add), sysctls=service.sysctls or None,
                 environment=service.environment, volumes=service.volumes, labels={LABEL: self.suffix},
                 network=self.networks[first[0]].name,
@@ -245,7 +279,7 @@ class Topology:
             started.append(container)
         if service.is_daemon:
             for container in started:
-                self.wait_listening(container, DHCP_SERVER_PORT)
+                self.wait_listening(container, DHCP_SERVER_PORT, self.daemon_timeout)
         return started
 
     def wait_listening(self, container: Any, port: int, timeout: float = 30.0) -> None:
