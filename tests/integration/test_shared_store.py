@@ -478,3 +478,186 @@ def test_behind_a_relay_to_both_no_address_twice_and_the_survivor_keeps_a_client
     # Relayed, the appliance labels a REQUEST with ciaddr "renewing" whether the client broadcast it or not.
     assert re.search(rf"{mac} dhcp REQUEST \((rebinding|renewing)\) -> ACK {re.escape(ip)} .* via 10\.70\.0\.1",
                      text), text[-3000:]
+
+
+# -- a boot storm behind a relay that forwards to both ------------------------------------------------------
+#
+# The topology above with a /20 behind the relay (relay:down0 10.72.0.1/20), so that two storms of 1,000
+# devices each fit in one pool.
+
+STORM = 1000
+STORM_RELAY = "10.72.0.1"
+
+
+def _storm_config(tmp: Path, name: str, dsn: str) -> Path:
+    inv = tmp / "inventory.yaml"
+    if not inv.exists():
+        inv.write_text((REPO / "inventory.yaml").read_text())
+    cfg = tmp / f"ztp-{name}.yaml"
+    cfg.write_text(f"""state_dir: {tmp / f'state-{name}'}
+state:
+  backend: postgresql
+  dsn: "{dsn}"
+templates: {REPO / 'templates'}
+inventory: {inv}
+listen: [{RELAYED[name]}]
+dhcp:
+  interfaces: [s1]
+  lease_time: 3600
+  relays: [10.50.0.254, {STORM_RELAY}]
+  subnets:
+    - network: 10.50.0.0/24
+    - network: 10.60.0.0/24         # the inventory's reservations (not on this lab's wires)
+    - network: 10.72.0.0/20
+      pool: 10.72.1.0-10.72.15.250
+      routers: [{STORM_RELAY}]
+tftp:
+  root: {REPO / 'tftpboot'}
+""")
+    return cfg
+
+
+@pytest.fixture(params=["ztp relay", "dhcrelay"])
+def storm(request: pytest.FixtureRequest, lab: Lab, tmp_path: Path, pg_dsn: str) -> tuple[Pair, str]:
+    """Both appliances serving (PostgreSQL) behind `ztp relay` or ISC dhcrelay forwarding to both, a /20 on
+    the access side; (pair, the fleet's namespace)."""
+    pair = Pair(lab=lab, tmp=tmp_path, dsn=pg_dsn)
+    up = lab.segment("up")
+    relay = lab.ns("relay")
+    lab.attach(up, relay, "up0", addr="10.50.0.254/24")
+    lab.run(relay, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    down = lab.segment("down")
+    lab.attach(down, relay, "down0", addr=f"{STORM_RELAY}/20")
+    for name, addr in RELAYED.items():
+        pair.ns[name] = lab.ns(f"srv{name}")
+        lab.attach(up, pair.ns[name], "s1", addr=f"{addr}/24")
+        lab.run(pair.ns[name], ["ip", "route", "add", "10.72.0.0/20", "via", "10.50.0.254"])
+    pair.seg = down
+    ensure_neighbour_capacity(8192)  # the relay's namespace holds a neighbour per device
+    log = tmp_path / "relay.log"
+    if request.param == "dhcrelay":
+        if shutil.which("dhcrelay") is None:
+            skip_or_fail("dhcrelay is not installed (isc-dhcp-relay)")
+        proc = lab.spawn(relay, ["dhcrelay", "-d", "-4", "--no-pid", "-id", "down0", "-iu", "up0", RELAYED["a"],
+                                 RELAYED["b"]], log=log)
+        lab.wait_for(lambda: lab.udp_listening(relay, 67) or proc.poll() is not None, 15, "dhcrelay to start")
+    else:
+        bindings = tmp_path / "relay-bindings.json"
+        proc = lab.spawn(relay, [*ZTP, "relay", "--client-interface", "down0", "--server", RELAYED["a"], "--server",
+                                 RELAYED["b"], "--bindings-file", str(bindings)], log=log, env=ENV)
+        lab.wait_for(lambda: bindings.exists() or proc.poll() is not None, 15, "ztp relay to start")
+    assert proc.poll() is None, log.read_text(errors="replace")
+    for name in RELAYED:
+        pair.configs[name] = _storm_config(tmp_path, name, pg_dsn)
+    up_ = subprocess.run([*ZTP, "db", "upgrade", "--config", str(pair.configs["a"])], capture_output=True,
+                         text=True, timeout=60, check=False, env={**os.environ, **ENV})
+    assert up_.returncode == 0, up_.stdout + up_.stderr
+    for name in RELAYED:
+        pair.procs[name] = lab.spawn(pair.ns[name], [*ZTP, "serve", "--config", str(pair.configs[name])],
+                                     log=pair.log(name), env=ENV)
+    for name in RELAYED:
+        p, ns = pair.procs[name], pair.ns[name]
+        lab.wait_for(lambda p=p, n=ns: (lab.udp_listening(n, 67) and lab.udp_listening(n, 69)) or p.poll() is not None,
+                     30, f"ztp serve {name} listening")
+        assert p.poll() is None, pair.log(name).read_text()
+    fleet = lab.ns("fleet")
+    lab.attach(down, fleet, "eth0")
+    return pair, fleet
+
+
+def _storm_argv(fleet: str, prefix: str, out: Path, timeout: int = 120) -> list[str]:
+    return ["ip", "netns", "exec", fleet, *ZTP, "agent", "--interface", "eth0", "--json", "--count", str(STORM),
+            "--concurrency", "200", "--mac-prefix", prefix, "--out", str(out), "--timeout", str(timeout),
+            "--no-progress"]
+
+
+def _check_storm(pair: Pair, out: dict[str, Any], err: str, prefix: str) -> list[dict[str, Any]]:
+    """Every device provisioned, no address granted twice (the agents' results and the database agree),
+    a sample of configs byte-identical to `ztp render`; the devices."""
+    assert out.get("provisioned") == STORM and out.get("failed") == 0, f"{out.get('failed_reasons')}\n{err[-3000:]}"
+    devices: list[dict[str, Any]] = out["devices"]
+    ips = Counter(d["ip"] for d in devices)
+    assert len(ips) == STORM, f"granted twice: {[ip for ip, n in ips.items() if n > 1]}"
+    with psycopg.connect(pair.dsn) as conn:
+        rows = [(str(m), str(ip)) for m, ip in conn.execute(
+            "SELECT mac, host(ip) FROM leases WHERE state = 'bound' AND mac LIKE %s", (f"{prefix}%",))]
+        twice = conn.execute("SELECT host(ip) FROM leases GROUP BY ip HAVING count(*) > 1").fetchall()
+    assert not twice, twice
+    assert len(rows) == STORM and len({ip for _, ip in rows}) == STORM, len(rows)
+    assert dict(rows) == {d["mac"]: d["ip"] for d in devices}, "the database and the agents disagree"
+    # A sample (every 40th: 25 devices) is exactly what `ztp render` prints on either appliance.
+    for i, dev in enumerate(devices[:: 40]):
+        cfg = pair.configs["ab"[i % 2]]
+        res = subprocess.run([*ZTP, "render", "--config", str(cfg), "--mac", dev["mac"]], capture_output=True,
+                             timeout=60, check=True, env={**os.environ, **ENV})
+        assert Path(dev["path"]).read_bytes() == res.stdout, dev["mac"]
+        assert hashlib.sha256(res.stdout).hexdigest() == dev["sha256"], dev["mac"]
+    return devices
+
+
+def test_boot_storm_of_1000_behind_a_relay_to_both(storm: tuple[Pair, str]) -> None:
+    """1,000 `ztp agent` devices boot at once behind a relay forwarding every request to both appliances:
+    every one provisioned, both appliances grant, no address twice."""
+    pair, fleet = storm
+    res = subprocess.run(_storm_argv(fleet, "02:5c:00", pair.tmp / "out"), capture_output=True, text=True,
+                         timeout=240, check=False, env={**os.environ, **ENV})
+    out = json.loads(res.stdout) if res.stdout.strip() else {}
+    devices = _check_storm(pair, out, res.stderr, "02:5c:00")
+    served = Counter(d["server_id"] for d in devices)
+    print(f"\n{STORM} devices relayed to two appliances: {out['wall_seconds']} s, {out['rate_per_second']}/s, "
+          f"by server {dict(served)}")
+    assert set(served) == set(RELAYED.values()), served
+    for name in RELAYED:
+        assert "Traceback" not in pair.log(name).read_text(errors="replace")
+
+
+def test_boot_storm_survives_an_appliance_killed_in_the_middle(storm: tuple[Pair, str]) -> None:
+    """A storm of 1,000 behind the relay; once a third of it is bound in the database appliance a is
+    killed (SIGKILL, by PID). Devices whose exchange was with a at that moment (its OFFER taken, or its
+    TFTP transfer under way) fail that attempt: `ztp agent` does not restart DHCP after a failed boot-file
+    fetch, and REQUESTING falls back to INIT only after its retransmissions. Every other device provisions,
+    after the kill through b only. Then the whole fleet boots again (a switch's ZTP loop): every device
+    provisions through the survivor, those provisioned before keep their address, and no address is
+    granted twice."""
+    pair, fleet = storm
+    prefix = "02:5d:00"
+    log = pair.tmp / "storm.err"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(_storm_argv(fleet, prefix, pair.tmp / "out", timeout=60), stdout=subprocess.PIPE,
+                                stderr=fh, env={**os.environ, **ENV})
+    try:
+        def bound() -> int:
+            with psycopg.connect(pair.dsn) as conn:
+                row = conn.execute("SELECT count(*) FROM leases WHERE state = 'bound'").fetchone()
+            return int(row[0]) if row else 0
+
+        pair.lab.wait_for(lambda: bound() >= STORM // 3 or proc.poll() is not None, 120, "a third of the storm bound")
+        assert proc.poll() is None, "the storm ended before the kill"
+        pair.kill("a")
+        after_kill = bound()
+        stdout, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    first = json.loads(stdout) if stdout.strip() else {}
+    err = log.read_text(errors="replace")
+    assert first.get("count") == STORM, err[-3000:]
+    done = [d for d in first["devices"] if d.get("status") == "provisioned"]
+    served = Counter(d["server_id"] for d in done)
+    assert served[RELAYED["a"]] <= after_kill < STORM, served  # after the kill only b can serve
+    assert len({d["ip"] for d in done}) == len(done)
+    failed = [line for line in err.splitlines() if " failed at " in line]
+    assert all(" failed at tftp: " in f and f"from {RELAYED['a']}:" in f or " failed at request: offered" in f
+               for f in failed), failed[:10]
+    print(f"\n{STORM} devices, appliance a killed at {after_kill} bound: {first['wall_seconds']} s, "
+          f"{len(done)} provisioned {dict(served)}, failed {first.get('failed_by_stage')}")
+
+    res = subprocess.run(_storm_argv(fleet, prefix, pair.tmp / "out2"), capture_output=True, text=True,
+                         timeout=240, check=False, env={**os.environ, **ENV})
+    again = json.loads(res.stdout) if res.stdout.strip() else {}
+    devices = _check_storm(pair, again, res.stderr, prefix)
+    assert {d["server_id"] for d in devices} == {RELAYED["b"]}
+    now = {d["mac"]: d["ip"] for d in devices}
+    assert all(now[d["mac"]] == d["ip"] for d in done), "a device provisioned before changed address"
+    print(f"the fleet again through b: {again['wall_seconds']} s")
