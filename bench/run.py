@@ -329,10 +329,12 @@ def main(argv: list[str] | None = None) -> int:
             doc["storm"] = section_storm(work, tmp, quick, devices, concurrency)
             doc["settings"]["storm"] = {"devices": devices, "concurrency": concurrency, "arp_probes": 0}
         if "shared" in wanted:
-            log("bench: shared lease store (perfdhcp: SQLite vs PostgreSQL, one and two appliances)")
+            log("bench: shared lease store (perfdhcp: SQLite vs PostgreSQL, one and two appliances; boot storm)")
             wait_quiet(5 if quick else 20)
             doc["shared"] = shared_store.run(shared_store.QUICK_RATES if quick else shared_store.RATES,
-                                             3.0 if quick else 5.0, log=log)
+                                             3.0 if quick else 5.0, log=log,
+                                             storm_devices=shared_store.QUICK_STORM_DEVICES if quick
+                                             else shared_store.STORM_DEVICES)
         if "profile" in wanted:
             ztp_max = next((d["max_sustainable_dora_s"] for d in doc.get("dhcp", []) if d["server"] == "ztp"), 0)
             rate = max(250, int(ztp_max * 0.8) // 50 * 50) if ztp_max else 1500

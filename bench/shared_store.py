@@ -5,14 +5,17 @@ PostgreSQL, and two appliances sharing one PostgreSQL and one pool with disjoint
 own perfdhcp at half the rate: they race for every address in the same order, and perfdhcp never retries a
 lost one). On one segment (perfdhcp broadcasting, as devices do): one appliance on PostgreSQL, and two that
 both answer every DISCOVER. A rate passes when under 1 % of DISCOVERs end without an ACK. PostgreSQL is a
-throwaway cluster on a unix socket (tests/pgcluster.py), fsync on, synchronous_commit on.
+throwaway cluster on a unix socket (tests/pgcluster.py), fsync on, synchronous_commit on. Then the boot
+storm (`ztp agent --count N`, the workload's switches with their reserved addresses and pre-rendered
+configs, as bench/storm.py) on one segment against one appliance on PostgreSQL and against two.
 
-    sudo .venv/bin/python -m bench.shared_store [--seconds 5] [--rates 500,1000,2000]
+    sudo .venv/bin/python -m bench.shared_store [--seconds 5] [--rates 500,1000,2000] [--storm 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -76,20 +79,77 @@ def measure(lab: Lab, pairs: list[tuple[str, str]], configs: list[Path], rate: i
     return total
 
 
+def storm(work: Workload, cluster: PgCluster, tmp: Path, devices: int,
+          log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """The boot storm (`ztp agent --count devices`, as bench/storm.py) on one segment against one appliance
+    on PostgreSQL and against two sharing one PostgreSQL: one row per layout (provisioned, wall time, devices
+    per second, addresses granted twice, configs not the expected bytes: the workload's pre-rendered ones)."""
+    from bench.storm import _agent
+    from ztp.lab import ensure_neighbour_capacity
+    from ztp.leases.store.postgres import upgrade
+
+    ensure_neighbour_capacity(4 * devices)
+    expected = {sw.mac: sw.boot_file for sw in work.switches[:devices]}
+    rows: list[dict[str, Any]] = []
+    with Lab() as lab:
+        seg, dev = lab.segment("seg"), lab.ns("dev")
+        lab.attach(seg, dev, "eth0")
+        sa, sb = lab.ns("srvsa"), lab.ns("srvsb")
+        lab.attach(seg, sa, servers.SERVER_IF, addr=f"{SERVER_IP}/{PREFIX}")
+        lab.attach(seg, sb, servers.SERVER_IF, addr="10.60.0.3/16")
+        for label, nss in (("boot storm: ztp, PostgreSQL", [sa]), ("boot storm: 2 x ztp, one PostgreSQL", [sa, sb])):
+            dsn = cluster.database()
+            upgrade(dsn)
+            procs = []
+            lab.run(dev, ["ip", "addr", "flush", "dev", "eth0"], check=False)
+            row: dict[str, Any] = {"layout": label, "devices": devices}
+            try:
+                for ns, name in zip(nss, "ab", strict=False):
+                    cfg = _pg_config(work, dsn, f"storm-{name}")
+                    proc = lab.spawn(ns, [*servers.ZTP, "serve", "--config", str(cfg), "--log-level", "warning"],
+                                     log=tmp / f"storm-{name}.log", env={"PYTHONUNBUFFERED": "1"})
+                    procs.append(proc)
+                    lab.wait_for(lambda p=proc, n=ns: p.poll() is not None or (lab.udp_listening(n, 67) and
+                                                                                lab.udp_listening(n, 69)),
+                                 30, "ztp serve")
+                time.sleep(0.3)
+                code, out, err = _agent(lab, dev, devices, 200, 60)
+            finally:
+                for proc in procs:
+                    lab.stop(proc)
+            if not out:
+                row["error"] = f"agent exited {code} without JSON: {err.strip()[-300:]}"
+            else:
+                done = [d for d in out.get("devices", []) if d.get("status") == "provisioned"]
+                ips = [d["ip"] for d in done]
+                sha = {mac: hashlib.sha256((work.tftp_root / name).read_bytes()).hexdigest()
+                       for mac, name in expected.items()}
+                row.update(provisioned=len(done), failed=int(out.get("failed", 0)), wall_s=out.get("wall_seconds"),
+                           per_s=out.get("rate_per_second"), granted_twice=len(ips) - len(set(ips)),
+                           wrong_config=sum(1 for d in done if d.get("sha256") != sha.get(d["mac"])),
+                           servers=len({d.get("server_id") for d in done}))
+            log(f"  {label:<52} {row}")
+            rows.append(row)
+    return rows
+
+
 QUICK_RATES = [500, 1000, 1500]
+STORM_DEVICES, QUICK_STORM_DEVICES = 1000, 300
 RATES = [500, 1000, 1500, 2000, 3000]
 
 
-def run(rates: list[int], seconds: float, log: Callable[[str], None] = print) -> list[dict[str, Any]] | str:
+def run(rates: list[int], seconds: float, log: Callable[[str], None] = print,
+        storm_devices: int = 0) -> list[dict[str, Any]] | str:
     """Every layout swept over `rates` (each stops at its first failing rate): one dict per layout with the
-    highest rate passed and each run; or why it could not run (no PostgreSQL, no perfdhcp)."""
+    highest rate passed and each run, then with `storm_devices` one per boot-storm layout (:func:`storm`); or
+    why it could not run (no PostgreSQL, no perfdhcp)."""
     bindir = postgres_bin()
     if bindir is None:
         return "needs PostgreSQL (apt-get install postgresql)"
     if shutil.which("perfdhcp") is None:
         return "needs perfdhcp (kea-admin / isc-kea-perfdhcp)"
     tmp = Path(tempfile.mkdtemp(prefix="ztpbench-pg-"))
-    work = prepare(tmp / "work", devices=50)
+    work = prepare(tmp / "work", devices=max(50, storm_devices))
     cluster = PgCluster(bindir)
     cluster.start()
     rows: dict[str, list[RateRun]] = {}
@@ -130,6 +190,7 @@ def run(rates: list[int], seconds: float, log: Callable[[str], None] = print) ->
                         f"{'ok' if result.fail_pct < 1.0 else 'FAIL'}")
                     if result.fail_pct >= 1.0:
                         break
+        storms = storm(work, cluster, tmp, storm_devices, log) if storm_devices else []
     finally:
         cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -138,17 +199,27 @@ def run(rates: list[int], seconds: float, log: Callable[[str], None] = print) ->
         passed = [r.rate for r in runs if r.fail_pct < 1.0]
         out.append({"layout": name, "max_dora_s": max(passed) if passed else None, "seconds": seconds,
                     "runs": [{"rate": r.rate, "acks": r.acks, "fail_pct": r.fail_pct} for r in runs]})
-    return out
+    return out + storms
 
 
 def summary(rows: list[dict[str, Any]] | str) -> str:
     """The Markdown table of `run`'s result (make bench's shared-store section)."""
     if isinstance(rows, str):
         return f"**Shared lease store**: not measured: {rows}"
+    storms = [row for row in rows if "devices" in row]
+    rows = [row for row in rows if "runs" in row]
     tried = sorted({r["rate"] for row in rows for r in row["runs"]})
     lines = ["**Shared lease store** (perfdhcp, highest rate with under 1 % of exchanges lost, of "
              + ", ".join(map(str, tried)) + " DORA/s)", "", "| lease store | max DORA/s passed |", "|---|---|"]
     lines += [f"| {row['layout']} | {row['max_dora_s'] or '-'} |" for row in rows]
+    if storms:
+        lines += ["", f"**Boot storm against the shared store** (`ztp agent --count {storms[0]['devices']}`, one "
+                  "segment, each switch its reserved address and own config)", "",
+                  "| layout | provisioned | wall s | devices/s | appliances granting | "
+                  "granted twice | wrong configs |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['layout']} | {r.get('provisioned', '-')}/{r['devices']} | {r.get('wall_s', '-')} | "
+                  f"{r.get('per_s', '-')} | {r.get('servers', '-')} | {r.get('granted_twice', '-')} | "
+                  f"{r.get('wrong_config', r.get('error', '-'))} |" for r in storms]
     return "\n".join(lines)
 
 
@@ -157,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rates", default=",".join(map(str, RATES)))
+    parser.add_argument("--storm", type=int, default=STORM_DEVICES, help="boot-storm devices (0: none)")
     args = parser.parse_args(argv)
-    rows = run([int(r) for r in args.rates.split(",")], args.seconds, log=lambda text: print(text, flush=True))
+    rows = run([int(r) for r in args.rates.split(",")], args.seconds, log=lambda text: print(text, flush=True),
+               storm_devices=args.storm)
     print("\n" + summary(rows))
     return 1 if isinstance(rows, str) else 0
 
