@@ -17,11 +17,12 @@ from ztp.config import Config, Device
 from ztp.dhcp import options as o
 from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal
-from ztp.dhcp.packet import DhcpPacket, MalformedPacket
-from ztp.dhcp.relayinfo import RelayInfo, parse_relay_info, printable
+from ztp.dhcp.packet import DhcpPacket
+from ztp.dhcp.relayinfo import RelayInfo, printable
 from ztp.inventory import Identity, match_device
 from ztp.leases.ledger import EventKind, LeaseEvent
 from ztp.leases.table import Lease
+from ztp.relay.policy import relay_info_of
 from ztp.timeline.machine import Event, Kind
 
 
@@ -30,19 +31,9 @@ def device_key(device: Device | None, mac: str) -> str:
     return device.hostname if device is not None else mac
 
 
-def _relay(pkt: DhcpPacket) -> RelayInfo | None:
-    raw = pkt.options.get(o.RELAY_AGENT_INFO)
-    if raw is None:
-        return None
-    try:
-        return parse_relay_info(raw)
-    except MalformedPacket:
-        return None
-
-
 def identify(config: Config, pkt: DhcpPacket) -> tuple[Device | None, RelayInfo | None]:
     """The inventory device a request is from (the DHCP chain's rule, ztp.inventory) and its option 82."""
-    relay = _relay(pkt)
+    relay = relay_info_of(pkt)
     device = match_device(config.inventory, Identity(pkt.mac, pkt.options.get(o.CLIENT_ID), relay))
     return device, relay
 
