@@ -151,7 +151,7 @@ def test_malformed_packets_do_not_stop_the_server(appliance: ApplianceLab) -> No
     env = appliance.dhclient(ns)
     assert env["new_ip_address"].startswith("10.60.0.1")
     assert appliance.proc is not None and appliance.proc.poll() is None
-    assert "malformed" in appliance.log.read_text()
+    appliance.lab.wait_for(lambda: "malformed" in appliance.log.read_text(), 5, "malformed packets logged")
 
 
 def test_interface_not_served_is_ignored(lab: Lab, tmp_path: Path) -> None:

@@ -284,7 +284,9 @@ def test_option_66_name_resolved_through_option_6_and_provisioned(appliance: App
     result: dict[str, Any] = json.loads(res.stdout)
     assert result["options"]["66"] == "ztp.lab.test"
     assert result["boot_server_source"] == "option66" and result["boot_server"] == SERVER
-    assert re.search(rf"dns {result['ip']}:\d+ udp ztp\.lab\.test\. A -> rcode 0", appliance.log.read_text())
+    # The log is written in batches off the packet path (up to 50 ms late): wait for the line.
+    logged = rf"dns {result['ip']}:\d+ udp ztp\.lab\.test\. A -> rcode 0"
+    appliance.lab.wait_for(lambda: re.search(logged, appliance.log.read_text()) is not None, 5, "dns query logged")
     expected = appliance.rendered(hostname="leaf09")
     assert b"hostname leaf09" in expected
     assert (out / "leaf09.cfg").read_bytes() == expected
