@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from ztp.sqlbatch import insert_rows
 from ztp.timeline.machine import Event, Kind
 
 if TYPE_CHECKING:
@@ -103,8 +104,7 @@ class SqliteTimelineStore:
                 for e in events]
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._conn.executemany("INSERT INTO timeline (key, at, kind, text, mac, ip, detail) "
-                                   "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            insert_rows(self._conn, "INSERT INTO timeline (key, at, kind, text, mac, ip, detail)", rows)
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise

@@ -18,6 +18,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from ztp.leases.table import Lease, LeaseState
+from ztp.sqlbatch import insert_rows
 
 # Version n's statements take a version n-1 database to version n. A database written before versioning
 # (a `leases` table and no `schema_version`) is version 1: its CREATE is a no-op.
@@ -35,8 +36,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE leases ADD COLUMN vendor TEXT",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-_UPSERT = ("INSERT OR REPLACE INTO leases (ip, client, mac, state, expires, updated, hostname, vendor) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_UPSERT = "INSERT OR REPLACE INTO leases (ip, client, mac, state, expires, updated, hostname, vendor)"
 
 
 def database_path(state_dir: Path) -> Path:
@@ -187,7 +187,7 @@ class LeaseWriter:
             error: BaseException | None = None
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(_UPSERT, [_row(lease) for lease, _ in batch])
+                insert_rows(self._conn, _UPSERT, [_row(lease) for lease, _ in batch])
                 self._conn.execute("COMMIT")
                 self.transactions += 1
                 self.rows += len(batch)
@@ -213,7 +213,7 @@ class LeaseWriter:
     def write_all(self, leases: Iterable[Lease]) -> None:
         """Synchronous bulk write (tools and tests; not from the event loop)."""
         self._conn.execute("BEGIN IMMEDIATE")
-        self._conn.executemany(_UPSERT, [_row(lease) for lease in leases])
+        insert_rows(self._conn, _UPSERT, [_row(lease) for lease in leases])
         self._conn.execute("COMMIT")
 
 
