@@ -7,6 +7,7 @@ passes when fewer than 1 % of the DISCOVERs sent end without an ACK ("incomplete
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import time
@@ -41,6 +42,8 @@ class RateRun:
     do_max_ms: float | None = None
     ra_avg_ms: float | None = None
     ra_max_ms: float | None = None
+    do_p99_ms: float | None = None  # from perfdhcp's per-exchange timers (-x t)
+    ra_p99_ms: float | None = None
     server_cpu_pct: float = 0.0
     rcvbuf_errors: int = 0
     phase: str = "grid"
@@ -60,6 +63,7 @@ class DhcpResult:
     runs: list[RateRun] = field(default_factory=list)
     max_rate: int = 0
     error: str | None = None
+    at_80: RateRun | None = None  # one run at 80 % of max_rate: the latency a loaded (not saturated) server gives
 
     def at_max(self) -> RateRun | None:
         """The passing run at the max sustainable rate (its latency and CPU are what the table shows)."""
@@ -70,10 +74,40 @@ class DhcpResult:
         """JSON-ready dict."""
         best = self.at_max()
         return {"server": self.server, "max_sustainable_dora_s": self.max_rate, "error": self.error,
-                "at_max": asdict(best) if best else None, "runs": [asdict(r) for r in self.runs]}
+                "at_max": asdict(best) if best else None, "at_80": asdict(self.at_80) if self.at_80 else None,
+                "runs": [asdict(r) for r in self.runs]}
 
 
 _SECTION = re.compile(r"\*\*\*Statistics for: (\S+)\*\*\*")
+_TIMERS = re.compile(r"\*\*\*Timestamps for packets: (\S+)\*\*\*")
+_SENT_RECEIVED = re.compile(r"sent / received: ([0-9.]+) / ([0-9.]+)")
+
+
+def parse_timers(text: str) -> dict[str, list[float]]:
+    """perfdhcp -x t: every successful exchange's delay in ms, per exchange ("DISCOVER-OFFER", "REQUEST-ACK")."""
+    out: dict[str, list[float]] = {}
+    current: list[float] | None = None
+    for line in text.splitlines():
+        m = _TIMERS.search(line)
+        if m:
+            current = out.setdefault(m.group(1), [])
+            continue
+        if line.startswith("***"):
+            current = None
+            continue
+        if current is not None:
+            sr = _SENT_RECEIVED.match(line)
+            if sr:
+                current.append((float(sr.group(2)) - float(sr.group(1))) * 1000)
+    return out
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The `q` quantile (0..1, nearest rank) of `values`; None when empty."""
+    if not values:
+        return None
+    ranked = sorted(values)
+    return ranked[min(len(ranked), max(1, math.ceil(q * len(ranked)))) - 1]
 
 
 def parse_perfdhcp(text: str) -> dict[str, dict[str, float]]:
@@ -114,6 +148,12 @@ def _fill(run: RateRun, stats: dict[str, dict[str, float]]) -> None:
     run.ra_avg_ms, run.ra_max_ms = ra.get("avg delay"), ra.get("max delay")
 
 
+def _fill_timers(run: RateRun, timers: dict[str, list[float]]) -> None:
+    do, ra = percentile(timers.get("DISCOVER-OFFER", []), 0.99), percentile(timers.get("REQUEST-ACK", []), 0.99)
+    run.do_p99_ms = round(do, 3) if do is not None else None
+    run.ra_p99_ms = round(ra, 3) if ra is not None else None
+
+
 def _rcvbuf_errors(lab: Lab, ns: str) -> int:
     res = lab.run(ns, ["cat", "/proc/net/snmp"], timeout=5, check=False)
     return udp_counters(res.stdout).get("RcvbufErrors", 0)
@@ -130,7 +170,7 @@ def perfdhcp_once(lab: Lab, srv: str, cli: str, server_ip: str, start: ServerSta
         errs0 = _rcvbuf_errors(lab, srv)
         cpu0, t0 = meter.seconds(), time.monotonic()
         argv = ["perfdhcp", "-4", "-g", "single", "-l", CLIENT_IF, "-r", str(rate), "-p", str(int(seconds)),
-                "-n", str(int(rate * seconds)), "-R", str(CLIENTS), "-W", "1000000", server_ip]
+                "-n", str(int(rate * seconds)), "-R", str(CLIENTS), "-W", "1000000", "-x", "t", server_ip]
         if on_running is not None:
             on_running(proc.pid)
         res = lab.run(cli, argv, timeout=seconds + 30, check=False)
@@ -141,6 +181,7 @@ def perfdhcp_once(lab: Lab, srv: str, cli: str, server_ip: str, start: ServerSta
         if not stats:
             run.note = f"perfdhcp exited {res.returncode}: {(res.stderr or res.stdout)[-300:]}"
         _fill(run, stats)
+        _fill_timers(run, parse_timers(res.stdout))
         if proc.poll() is not None:
             run.note = f"server exited {proc.returncode} during the run"
             run.fail_pct = 100.0
@@ -205,4 +246,9 @@ def sweep(name: str, lab: Lab, srv: str, cli: str, server_ip: str, start: Server
             else:
                 worst = mid
     result.max_rate = best
+    if best and time.monotonic() < deadline:
+        rate = best * 4 // 5
+        result.at_80 = perfdhcp_once(lab, srv, cli, server_ip, start, tmp, rate, seconds, phase="at-80")
+        log(f"  {name:<8} {rate:>6}/s (80 % of max)  p99 D-O {result.at_80.do_p99_ms} ms  "
+            f"R-A {result.at_80.ra_p99_ms} ms")
     return result

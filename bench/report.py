@@ -31,6 +31,12 @@ def _fetch(t: dict[str, Any], client: str, key: str) -> dict[str, Any] | None:
     return None
 
 
+def _p99(run: dict[str, Any] | None) -> str:
+    if not run:
+        return "n/a"
+    return f"{_fmt(run.get('do_p99_ms'), '.2f')} / {_fmt(run.get('ra_p99_ms'), '.2f')} ({run['rate']:,}/s)"
+
+
 def _mib_s(t: dict[str, Any], client: str, key: str) -> float | None:
     f = _fetch(t, client, key)
     return float(f["mib_s"]) if f else None
@@ -76,19 +82,20 @@ def table(doc: dict[str, Any]) -> str:
         s = doc["settings"]["dhcp"]
         lines += [f"**DHCP** - perfdhcp DORA as a relay, {s['seconds']} s per rate, {s['clients']} clients, /16 pool, "
                   "empty lease database per run; max sustainable = highest rate with < 1 % incomplete exchanges.", "",
-                  "| server | max DORA/s | avg latency D-O / R-A (ms) | max latency (ms) | server CPU | CPU per DORA |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+                  "| server | max DORA/s | avg latency D-O / R-A (ms) | max latency (ms) | server CPU | CPU per DORA "
+                  "| p99 D-O / R-A at 80 % of max (ms) |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for d in doc["dhcp"]:
             best = d.get("at_max")
             if d.get("error") or not best:
                 lines.append(f"| {d['label']} | {d['max_sustainable_dora_s'] or 'n/a'} | n/a | n/a | n/a | "
-                             f"{d.get('error') or 'no passing rate'} |")
+                             f"{d.get('error') or 'no passing rate'} | n/a |")
                 continue
             per = 10 * best["server_cpu_pct"] / best["dora_s"] if best["dora_s"] else None
             lines.append(
                 f"| {d['label']} | {d['max_sustainable_dora_s']:,} | {_fmt(best['do_avg_ms'], '.2f')} / "
                 f"{_fmt(best['ra_avg_ms'], '.2f')} | {_fmt(max(best['do_max_ms'] or 0, best['ra_max_ms'] or 0), '.1f')}"
-                f" | {best['server_cpu_pct']:.0f} % | {_fmt(per, '.3f')} ms |")
+                f" | {best['server_cpu_pct']:.0f} % | {_fmt(per, '.3f')} ms | {_p99(d.get('at_80'))} |")
         lines.append("")
     if doc.get("tftp"):
         head = " | ".join(h for _, h in TFTP_COLUMNS)
