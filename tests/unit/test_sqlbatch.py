@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from ztp.sqlbatch import insert_rows
+from ztp.sqlbatch import insert_rows, write_rows
 
 
 def _db() -> sqlite3.Connection:
@@ -40,3 +40,30 @@ def test_nothing_to_insert_runs_nothing() -> None:
     conn.set_trace_callback(statements.append)
     insert_rows(conn, "INSERT INTO t (k, v, note)", [])
     assert statements == []
+
+
+def test_write_rows_is_one_statement_when_it_fits_else_one_transaction() -> None:
+    conn = _db()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    write_rows(conn, "INSERT INTO t (k, v, note)", [(str(i), i, "n") for i in range(10)])
+    assert [s.split()[0] for s in statements] == ["INSERT"]  # autocommit: the statement is the transaction
+    statements.clear()
+    write_rows(conn, "INSERT INTO t (k, v, note)", [(f"b{i}", i, "n") for i in range(1200)])
+    assert [s.split()[0] for s in statements] == ["BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT"]
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (1210,)
+
+
+def test_a_failing_batch_writes_nothing_and_leaves_no_transaction_open() -> None:
+    conn = _db()
+    rows = [(f"k{i}", i, "n") for i in range(1200)] + [("k0", 0, "again")]  # the last row breaks the key
+    try:
+        write_rows(conn, "INSERT INTO t (k, v, note)", rows)
+    except sqlite3.IntegrityError:
+        pass
+    else:
+        raise AssertionError("the duplicate key was accepted")
+    assert not conn.in_transaction
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    write_rows(conn, "INSERT INTO t (k, v, note)", [("x", 1, None)])  # the connection still works
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)

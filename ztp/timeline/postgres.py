@@ -19,7 +19,6 @@ and the next call connects again.
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
@@ -28,7 +27,7 @@ import psycopg
 from ztp.leases.store import StoreUnavailable
 from ztp.leases.store.postgres import _check_schema, _connect, _reason, redact
 from ztp.timeline.machine import Event
-from ztp.timeline.store import _event
+from ztp.timeline.store import _event, event_row
 
 _COLUMNS = "key, at, kind, text, mac, ip, detail"
 LOOKBACK = 1000  # ids re-read by the first remote() after load()
@@ -94,8 +93,7 @@ class PostgresTimelineStore:
         """Store a batch of events (one transaction)."""
         if not events:
             return
-        rows = [(e.key, e.at, e.kind.value, e.text, e.mac, e.ip, json.dumps(dict(e.detail), default=str),
-                 self.appliance) for e in events]
+        rows = [(*event_row(e), self.appliance) for e in events]
 
         def write(conn: psycopg.Connection[Any]) -> None:
             with conn.cursor() as cur:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ztp.sqlbatch import insert_rows
+from ztp.sqlbatch import CACHED_STATEMENTS, write_rows
 from ztp.timeline.machine import Event, Kind
 
 if TYPE_CHECKING:
@@ -72,6 +72,19 @@ def _event(row: tuple[str, float, str, str, str | None, str | None, str]) -> Eve
 
 
 
+_ENCODE_DETAIL = json.JSONEncoder(default=str, separators=(",", ":")).encode  # one encoder, not one per event
+
+
+def event_row(e: Event) -> tuple[str, float, str, str, str | None, str | None, str]:
+    """An event as a row (key, at, kind, text, mac, ip, detail as JSON): what every store writes.
+
+    Built on the timeline's writer thread for hundreds of events per tick of a storm, so it is kept lean:
+    `json.dumps(..., default=str)` built a new encoder per event, and half of the events have no detail."""
+    detail = e.detail
+    text = _ENCODE_DETAIL(detail if type(detail) is dict else dict(detail)) if detail else "{}"
+    return (e.key, e.at, e.kind.value, e.text, e.mac, e.ip, text)
+
+
 def timeline_path(state_dir: Path) -> Path:
     """Where the device history lives under `state_dir` (its own file: see the module docstring)."""
     return state_dir / "timeline.sqlite3"
@@ -86,7 +99,8 @@ class SqliteTimelineStore:
             self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10,
+                                         cached_statements=CACHED_STATEMENTS)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
@@ -100,15 +114,8 @@ class SqliteTimelineStore:
         """Store a batch of events (one transaction)."""
         if not events:
             return
-        rows = [(e.key, e.at, e.kind.value, e.text, e.mac, e.ip, json.dumps(dict(e.detail), default=str))
-                for e in events]
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            insert_rows(self._conn, "INSERT INTO timeline (key, at, kind, text, mac, ip, detail)", rows)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        write_rows(self._conn, "INSERT INTO timeline (key, at, kind, text, mac, ip, detail)",
+                   [event_row(e) for e in events])
 
     def load(self, since: float) -> list[Event]:
         """Every retained event at or after `since`, oldest first (none when the table does not exist)."""

@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 
 from ztp.leases.store import LeaseConflict, StoreError, StoreUnavailable
+from ztp.leases.store.writequeue import WriteQueue
 from ztp.leases.table import Lease, LeaseState
 
 log = logging.getLogger("ztp.leases")
@@ -211,6 +212,7 @@ def read_rows(dsn: str, *, where: str = "state.dsn") -> list[Lease]:
 
 
 Pending = tuple[Lease, "asyncio.Future[None] | None"]
+Lookup = tuple[str, "asyncio.Future[list[Lease]]"]
 
 
 class PostgresStore:
@@ -227,10 +229,8 @@ class PostgresStore:
         self.refresh = refresh
         self.appliance = uuid.uuid4().hex[:12]  # this process's writes, recognised in notifications
         self._conn: psycopg.Connection[Any] | None = self._open()
-        self._cond = threading.Condition()
-        self._pending: list[Pending] = []
-        self._lookups: list[tuple[str, asyncio.Future[list[Lease]]]] = []
-        self._closing = False
+        # Writes are (lease, future or None); lookups are (client, future of rows): told apart by the first.
+        self._queue: WriteQueue[Pending | Lookup] = WriteQueue()
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_remote: Callable[[list[Lease]], None] | None = None
@@ -281,9 +281,7 @@ class PostgresStore:
         """Queue `lease`; the future completes once it is committed (or fails: LeaseConflict, StoreError)."""
         assert self._loop is not None, "start() first"
         fut: asyncio.Future[None] = self._loop.create_future()
-        with self._cond:
-            self._pending.append((lease, fut))
-            self._cond.notify()
+        self._queue.put((lease, fut))
         return fut
 
     def lookup(self, client: str) -> asyncio.Future[list[Lease]]:
@@ -291,22 +289,16 @@ class PostgresStore:
         queued together are one query. Fails with StoreError when the database cannot be reached."""
         assert self._loop is not None, "start() first"
         fut: asyncio.Future[list[Lease]] = self._loop.create_future()
-        with self._cond:
-            self._lookups.append((client, fut))
-            self._cond.notify()
+        self._queue.put((client, fut))
         return fut
 
     def write_soon(self, lease: Lease) -> None:
         """Queue a lease nobody waits for."""
-        with self._cond:
-            self._pending.append((lease, None))
-            self._cond.notify()
+        self._queue.put((lease, None))
 
     def close(self) -> None:
         """Write what is queued, then stop both threads and close the connections."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
+        self._queue.close()
         self._stop.set()
         if self._writer.is_alive():
             self._writer.join(timeout=10)
@@ -323,14 +315,14 @@ class PostgresStore:
     # --- writer thread ------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._lookups and not self._closing:
-                    self._cond.wait()
-                batch, self._pending = self._pending, []
-                lookups, self._lookups = self._lookups, []
-                if not batch and not lookups and self._closing:
-                    return
+        while (items := self._queue.take()) is not None:
+            batch: list[Pending] = []
+            lookups: list[Lookup] = []
+            for item in items:
+                if isinstance(item[0], str):
+                    lookups.append(item)
+                else:
+                    batch.append(item)
             if lookups:
                 self._read_clients(lookups)
             if not batch:
@@ -345,7 +337,7 @@ class PostgresStore:
                 error = exc
             self._deliver(batch, won, error)
 
-    def _read_clients(self, lookups: list[tuple[str, asyncio.Future[list[Lease]]]]) -> None:
+    def _read_clients(self, lookups: list[Lookup]) -> None:
         found: dict[str, list[Lease]] = {client: [] for client, _ in lookups}
         error: BaseException | None = None
         try:

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from ztp.leases.store.writequeue import WriteQueue
 from ztp.leases.table import Lease, LeaseState
-from ztp.sqlbatch import insert_rows
+from ztp.sqlbatch import CACHED_STATEMENTS, write_rows
 
 # Version n's statements take a version n-1 database to version n. A database written before versioning
 # (a `leases` table and no `schema_version`) is version 1: its CREATE is a no-op.
@@ -46,7 +47,8 @@ def database_path(state_dir: Path) -> Path:
 
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                           cached_statements=CACHED_STATEMENTS)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     _upgrade(conn)
@@ -143,9 +145,7 @@ class LeaseWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn = _connect(path)
-        self._cond = threading.Condition()
-        self._pending: list[tuple[Lease, asyncio.Future[None] | None]] = []
-        self._closing = False
+        self._queue: WriteQueue[tuple[Lease, asyncio.Future[None] | None]] = WriteQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="lease-writer", daemon=True)
         self.transactions = 0
@@ -165,56 +165,36 @@ class LeaseWriter:
         """Queue a lease; the returned future completes once it is on stable storage."""
         assert self._loop is not None, "start() first"
         fut: asyncio.Future[None] = self._loop.create_future()
-        with self._cond:
-            self._pending.append((lease, fut))
-            self._cond.notify()
+        self._queue.put((lease, fut))
         return fut
 
     def write_soon(self, lease: Lease) -> None:
         """Queue a lease nobody waits for (release, decline)."""
-        with self._cond:
-            self._pending.append((lease, None))
-            self._cond.notify()
+        self._queue.put((lease, None))
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closing:
-                    self._cond.wait()
-                batch, self._pending = self._pending, []
-                if not batch and self._closing:
-                    return
+        while (batch := self._queue.take()) is not None:
             error: BaseException | None = None
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                insert_rows(self._conn, _UPSERT, [_row(lease) for lease, _ in batch])
-                self._conn.execute("COMMIT")
+                write_rows(self._conn, _UPSERT, [_row(lease) for lease, _ in batch])
                 self.transactions += 1
                 self.rows += len(batch)
             except sqlite3.Error as exc:
                 error = exc
-                try:
-                    self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             futures = [f for _, f in batch if f is not None]
             if futures and self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(_settle, futures, error)
 
     def close(self) -> None:
         """Write what is queued, then stop the thread and close the database."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
+        self._queue.close()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._conn.close()
 
     def write_all(self, leases: Iterable[Lease]) -> None:
         """Synchronous bulk write (tools and tests; not from the event loop)."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        insert_rows(self._conn, _UPSERT, [_row(lease) for lease in leases])
-        self._conn.execute("COMMIT")
+        write_rows(self._conn, _UPSERT, [_row(lease) for lease in leases])
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
