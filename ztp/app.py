@@ -22,6 +22,7 @@ from ztp.dhcp.server import DhcpServer
 from ztp.dns.names import build_zone
 from ztp.dns.server import DnsServer, SourceRateLimiter
 from ztp.dns.zone import Zone
+from ztp.gcpolicy import keep_heap_frozen
 from ztp.http.boot import HttpBoot
 from ztp.http.server import HttpServer
 from ztp.leases.ledger import EventKind, LeaseEvent
@@ -131,6 +132,7 @@ class Appliance:
         self.tftp.on_complete = self._served
         self.tftp.on_transfer = self.recorder.transfer
         self.dhcp.observe = self.recorder.dhcp
+        self.recorder.activity = lambda: self.dhcp.counters["received"]  # storms: the history yields
         self.syslog: SyslogServer | None = None
         if config.syslog is not None:
             self.syslog = SyslogServer(self._syslog_sender, self._syslog_message, wanted=self._syslog_awaited,
@@ -470,9 +472,11 @@ class Appliance:
                      len(self.config.subnets), len(self.config.inventory.devices), len(self.table.by_ip))
             sweeper = asyncio.create_task(self._sweep())
             follower = asyncio.create_task(self._follow_timeline())
+            collector = asyncio.create_task(keep_heap_frozen(busy=lambda: self.recorder.storming))
             await stop.wait()
             sweeper.cancel()
             follower.cancel()
+            collector.cancel()
             if self._reload_task is not None:
                 self._reload_task.cancel()
             log.info("ztp stopping")

@@ -7,6 +7,8 @@ import dataclasses
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FakeClock
 from ztp.config import TimelineSettings, load_config
 from ztp.dhcp import packet as p
@@ -170,3 +172,45 @@ def test_a_tick_is_stored_and_published_as_one_batch(tmp_path: Path, fake_clock:
 
     asyncio.run(run())
     assert len(heard) == 1 and appended == [len(heard[0])] and len(heard[0]) >= 3
+
+
+def test_in_a_storm_the_history_waits_and_catches_up_after(tmp_path: Path, fake_clock: FakeClock,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # DHCP requests faster than STORM_RATE: each tick records only STORM_SHARE of its time's worth (here none
+    # beyond the first slice) and arms no deadlines while a backlog waits; once the rate drops, all of it.
+    from ztp.timeline import recorder as rec
+    monkeypatch.setattr(rec, "STORM_SHARE", 0.0)
+    received = [0]
+    store = SqliteTimelineStore(tmp_path / "t.sqlite3")
+    recorder = Recorder.for_config(CONFIG, LeaseTable(), store, clock=fake_clock, tick=0.02,
+                                   activity=lambda: received[0])
+    fired: list[float] = []
+    real_timer = recorder.machine.handle_timer
+
+    def handle_timer(now: float) -> list[Event]:
+        fired.append(now)
+        return real_timer(now)
+
+    recorder.machine.handle_timer = handle_timer  # type: ignore[method-assign]
+    for _ in range(100):  # 300 observations: ten slices of 32
+        boot(recorder, fake_clock)
+
+    async def run() -> tuple[int, int, bool]:
+        await recorder.start()
+        for _ in range(5):  # a storm: a thousand requests per tick
+            received[0] += 1000
+            await asyncio.sleep(0.02)
+        during, timers_during, storming = len(recorder._raw), len(fired), recorder.storming
+        for _ in range(200):  # quiet again
+            await asyncio.sleep(0.02)
+            if not recorder._raw:
+                break
+        await asyncio.sleep(0.05)
+        return during, timers_during, storming
+
+    during, timers_during, storming = asyncio.run(run())
+    assert storming and 0 < during < 300  # a slice per tick went through, the rest waited
+    assert timers_during == 0  # no deadline is judged while events that may meet it wait
+    assert not recorder._raw and fired  # caught up, deadlines back
+    asyncio.run(_close(recorder))
+    assert len(SqliteTimelineStore(tmp_path / "t.sqlite3", read_only=True).load(0)) == 300
