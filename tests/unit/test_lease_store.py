@@ -133,3 +133,54 @@ def test_close_without_start(tmp_path: Path) -> None:
 
 def _fields(x: Lease) -> dict[str, object]:
     return {f: getattr(x, f) for f in ("ip", "client", "mac", "state", "expires", "updated", "hostname")}
+
+
+def test_the_wal_is_checkpointed_by_its_own_thread_never_by_a_commit(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # A commit that crossed SQLite's 1,000-page mark used to copy the WAL into the database (and sync it)
+    # before its ACKs could leave; now commits only append, the checkpointer copies, close() truncates.
+    from ztp.leases.store import sqlite as store
+    monkeypatch.setattr(store, "CHECKPOINT_EVERY", 3600.0)  # no checkpointer round during the commits
+    path = database_path(tmp_path)
+    wal = path.with_name(path.name + "-wal")
+
+    async def main() -> int:
+        writer = LeaseWriter(path)
+        writer.start(asyncio.get_running_loop())
+        try:
+            for n in range(1500):  # one transaction each, every one a frame or more
+                await asyncio.wait_for(writer.commit(lease(n)), 10)
+            return wal.stat().st_size
+        finally:
+            writer.close()
+
+    wal_size = asyncio.run(main())
+    # Every frame still there: an automatic checkpoint at 1,000 pages would have restarted the WAL.
+    assert wal_size > 1500 * (4096 + 24), wal_size
+    assert not wal.exists() or wal.stat().st_size == 0  # close(): checkpointed and truncated
+    assert len(load_leases(path)) == 1500
+
+
+def test_the_checkpointer_copies_the_wal_while_commits_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ztp.leases.store import sqlite as store
+    monkeypatch.setattr(store, "CHECKPOINT_EVERY", 0.02)
+    path = database_path(tmp_path)
+
+    async def main() -> int:
+        writer = LeaseWriter(path)
+        writer.start(asyncio.get_running_loop())
+        try:
+            for n in range(300):
+                await asyncio.wait_for(writer.commit(lease(n)), 10)
+                if n % 50 == 0:
+                    await asyncio.sleep(0.03)
+            return writer.checkpoints
+        finally:
+            writer.close()
+
+    assert asyncio.run(main()) >= 3
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # read without the WAL's help: in the database
+    try:
+        assert conn.execute("SELECT count(*) FROM leases").fetchone()[0] == 300
+    finally:
+        conn.close()

@@ -11,6 +11,7 @@ The schema is versioned (`schema_version`) and upgraded in place when the databa
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -20,6 +21,8 @@ from pathlib import Path
 from ztp.leases.store.writequeue import WriteQueue
 from ztp.leases.table import Lease, LeaseState
 from ztp.sqlbatch import CACHED_STATEMENTS, write_rows
+
+log = logging.getLogger("ztp.leases")
 
 # Version n's statements take a version n-1 database to version n. A database written before versioning
 # (a `leases` table and no `schema_version`) is version 1: its CREATE is a no-op.
@@ -38,6 +41,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _UPSERT = "INSERT OR REPLACE INTO leases (ip, client, mac, state, expires, updated, hostname, vendor)"
+CHECKPOINT_EVERY = 1.0  # seconds between the checkpointer's passive WAL checkpoints
 
 
 def database_path(state_dir: Path) -> Path:
@@ -138,6 +142,10 @@ class LeaseWriter:
     """Persists leases from the event loop; a dedicated thread batches them into fsync'd transactions.
 
     The embedded `ztp.leases.store.LeaseBackend`: one appliance owns the file, so nothing is shared.
+
+    The WAL is checkpointed by a thread of its own (PASSIVE, every CHECKPOINT_EVERY s: it never blocks the
+    writer), not by the commit that happens to cross SQLite's 1,000-page mark: that commit copied the WAL
+    into the database and synced it before its ACKs could leave, the slowest commits of a storm.
     """
 
     shared = False
@@ -145,11 +153,15 @@ class LeaseWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn = _connect(path)
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread's job
         self._queue: WriteQueue[tuple[Lease, asyncio.Future[None] | None]] = WriteQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="lease-writer", daemon=True)
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoints, name="lease-checkpoint", daemon=True)
         self.transactions = 0
         self.rows = 0
+        self.checkpoints = 0
 
     def load(self) -> list[Lease]:
         """Every lease row (call before `start`)."""
@@ -160,6 +172,20 @@ class LeaseWriter:
         """Start the writer thread; futures are completed on `loop` (`on_remote` is never called: no peers)."""
         self._loop = loop
         self._thread.start()
+        self._checkpointer.start()
+
+    def _checkpoints(self) -> None:
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            while not self._stop_checkpoints.wait(CHECKPOINT_EVERY):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error as exc:  # the commits go on; the WAL only grows until the next one works
+                    log.warning("lease database %s: WAL checkpoint failed: %s", self.path, exc)
+        finally:
+            conn.close()
 
     def commit(self, lease: Lease) -> asyncio.Future[None]:
         """Queue a lease; the returned future completes once it is on stable storage."""
@@ -186,10 +212,17 @@ class LeaseWriter:
                 self._loop.call_soon_threadsafe(_settle, futures, error)
 
     def close(self) -> None:
-        """Write what is queued, then stop the thread and close the database."""
+        """Write what is queued, then stop the threads, checkpoint the WAL into the database and close it."""
         self._queue.close()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        self._stop_checkpoints.set()
+        if self._checkpointer.is_alive():
+            self._checkpointer.join(timeout=10)
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("lease database %s: final WAL checkpoint failed: %s", self.path, exc)
         self._conn.close()
 
     def write_all(self, leases: Iterable[Lease]) -> None:
