@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,7 @@ def _draw(doc: dict[str, Any], path: Path) -> None:
     colors = {"ztp": "#2b7bba", "kea": "#999999", "dnsmasq": "#e08a2b", "tftpd-hpa": "#6a9f4a"}
     ax = axes[0]
     dhcp = doc.get("dhcp") or []
-    names = [d["label"] for d in dhcp]
+    names = [textwrap.fill(d["label"], 16) for d in dhcp]  # long labels side by side overlapped
     vals = [d["max_sustainable_dora_s"] or 0 for d in dhcp]
     bars = ax.bar(names, vals, color=[colors.get(d["server"], "#777") for d in dhcp])
     ax.bar_label(bars, labels=[f"{v:,}" for v in vals])
