@@ -4,8 +4,11 @@ once per POOLS_INTERVAL."""
 
 from __future__ import annotations
 
+import logging
 from ipaddress import IPv4Address
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import FakeClock
 from ztp.api.metrics import ApplianceCollector, Metrics
@@ -130,3 +133,21 @@ def test_pool_use_is_recounted_only_after_lease_events_and_at_most_once_a_second
     assert api.pools(fake_clock.advance(POOLS_INTERVAL))[0]["used"] == 2
     assert api.pools(fake_clock.advance(10))[0]["used"] == 2
     assert api.pools(fake_clock.advance(_SSE_KEEPALIVE))[0]["used"] == 1
+
+
+def test_observations_beyond_the_queue_are_dropped_logged_once_and_counted(
+        fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from ztp.timeline import recorder as rec
+    monkeypatch.setattr(rec, "_MAX_QUEUE", 5)
+    config = load_config(REPO / "ztp.yaml")
+    table = LeaseTable()
+    recorder = _recorder(config, table)
+    metrics = Metrics(ApplianceCollector(recorder, lambda: config, table, dict, dict, fake_clock))
+    with caplog.at_level(logging.WARNING, logger="ztp.timeline"):
+        for n in range(8):
+            recorder.post(Event(f"d{n}", fake_clock.now, Kind.CONFIRMED))
+    assert len(recorder._raw) == 5 and recorder.counters["queue_dropped"] == 3
+    assert [r.getMessage() for r in caplog.records].count(
+        "timeline: 5 observations wait to be recorded; further ones are dropped until it catches up "
+        "(metric ztp_timeline_dropped_total)") == 1
+    assert "ztp_timeline_dropped_total 3.0" in metrics.exposition().decode()

@@ -88,6 +88,9 @@ class ApplianceCollector(Collector):
         yield used
         yield CounterMetricFamily("ztp_timeline_events", "Device timeline events recorded",
                                   value=self.recorder.counters.get("events", 0))
+        yield CounterMetricFamily("ztp_timeline_dropped", "Observations not recorded: the timeline's queue "
+                                  "was full (a storm longer than it holds)",
+                                  value=self.recorder.counters.get("queue_dropped", 0))
 
 
 class Metrics:

@@ -148,6 +148,9 @@ class Recorder:
     def _put(self, item: tuple[Any, ...]) -> None:
         if len(self._raw) >= _MAX_QUEUE:
             self.counters["queue_dropped"] += 1
+            if self.counters["queue_dropped"] == 1:
+                log.warning("timeline: %d observations wait to be recorded; further ones are dropped until it "
+                            "catches up (metric ztp_timeline_dropped_total)", _MAX_QUEUE)
             return
         self._raw.append(item)
 
