@@ -29,6 +29,13 @@ Exit status (one device):
    10  provisioned, but --confirm could not reach the appliance's API (or was refused)
 Exit status (fleet): 0 when every device was provisioned, 1 otherwise.
 
+Boot attempts (--boot-attempts N, default 3): like a switch's ZTP loop (EOS ZTP, POAP, SONiC ZTP, ONIE), a
+device whose boot fails after DHCP (no boot file in the ACK, TFTP/HTTP fetch, DNS, vendor check) or whose
+OFFER goes unACKed for 10 s forgets its address (no RELEASE; address and route off the interface), waits a
+jittered backoff (1-2 s, 2-4 s, ... at most 16 s) and boots again from DISCOVER, all within --timeout; the
+exit status is the last attempt's. --boot-attempts 1: one attempt, as before. The JSON result has
+`attempts` and `attempt_failures` (stage, reason, exit_code, backoff of each earlier attempt).
+
 --client-id TEXT becomes option 61 as type 0 followed by TEXT; ``hex:...`` gives the raw value.
 With --count, --hostname NAME gives device i the name NAME-i (numbered from 1).
 """
@@ -77,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="directory to write the boot file to")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to get provisioned (default 60)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--boot-attempts", type=int, default=3, metavar="N",
+                        help="boot again from DISCOVER after a failed fetch or an unACKed offer, N attempts in "
+                             "all within --timeout (default 3; 1: give up after the first)")
     parser.add_argument("--stay", nargs="?", type=float, const=math.inf, default=None, metavar="SECONDS",
                         help="keep the lease (renew at T1, rebind at T2) until SIGTERM or for SECONDS")
     parser.add_argument("--release", action="store_true", help="send DHCPRELEASE and remove the address on exit")
@@ -117,7 +127,7 @@ def _options(args: argparse.Namespace, *, fleet: bool) -> AgentOptions:
     return AgentOptions(interface=args.interface, timeout=args.timeout, out_dir=args.out, per_device_dir=fleet,
                         configure=not args.no_configure, tftp=tftp, arp_probes=args.arp_probes,
                         arp_wait=args.arp_wait, decline_wait=args.decline_wait, stay=args.stay,
-                        release=args.release)
+                        release=args.release, boot_attempts=args.boot_attempts)
 
 
 def _specs(args: argparse.Namespace, own_mac: bytes) -> list[DeviceSpec]:
@@ -244,6 +254,9 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"ztp agent: --profile: {exc}", file=sys.stderr)
             return 2
+    if args.boot_attempts < 1:
+        print("ztp agent: --boot-attempts must be at least 1", file=sys.stderr)
+        return 2
     if args.count is not None and args.count < 1:
         print("ztp agent: --count must be at least 1", file=sys.stderr)
         return 2

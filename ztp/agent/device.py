@@ -18,13 +18,14 @@ import random
 import re
 import socket
 from dataclasses import asdict, dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
 from dnslib import QTYPE, DNSRecord  # type: ignore[import-untyped,unused-ignore]
 
 from ztp.agent import netlink, rawsock
+from ztp.agent.attempts import AttemptFailure, BootRetry
 from ztp.agent.dhcp_client import (
     Acked,
     Bound,
@@ -36,6 +37,7 @@ from ztp.agent.dhcp_client import (
     LeaseExpired,
     Nacked,
     Offered,
+    RequestTimedOut,
     Retransmitted,
     Transmit,
 )
@@ -101,6 +103,13 @@ class AgentOptions:
     max_naks: int = 3
     stay: float | None = None  # None: exit once provisioned; inf: until stopped
     release: bool = False
+    #: Boot attempts (ztp.agent.attempts): after a failed fetch, or an OFFER never ACKed for
+    #: `request_timeout` s, the device forgets its address and DISCOVERs again, up to this many times in all
+    #: within `timeout`; 1: one attempt (DHCP retries until `timeout`, a failed fetch ends the run).
+    boot_attempts: int = 3
+    boot_backoff: float = 2.0
+    boot_backoff_max: float = 16.0
+    request_timeout: float = 10.0
 
 
 @dataclass(slots=True)
@@ -140,6 +149,8 @@ class DeviceResult:
     transport: str | None = None  # how the config came: tftp or http
     fetched: list[str] = field(default_factory=list)  # every URL the profile's flow tried, in order
     verified: list[str] = field(default_factory=list)  # what was checked the vendor's way (md5 line, JSON...)
+    attempts: int = 0  # boot attempts made (--boot-attempts): each one DHCP from DISCOVER, then the fetch
+    attempt_failures: list[dict[str, Any]] = field(default_factory=list)  # why each earlier attempt failed
 
     @property
     def provisioned(self) -> bool:
@@ -216,6 +227,7 @@ class InterfaceConfigurator:
         self.enabled = enabled
         self._primary: IPv4Address | None = None
         self._route = False
+        self._added: dict[IPv4Address, int] = {}  # addresses configured here (oldest first) -> prefix length
         self._rtnl = rtnl
         self._ifindex = ifindex
 
@@ -248,6 +260,7 @@ class InterfaceConfigurator:
             if claimed and self._primary == lease.address:
                 self._primary = None
             raise
+        self._added[lease.address] = lease.prefixlen
         if lease.routers and not self._route:
             self._route = True
             seq = rtnl.next_seq()
@@ -262,15 +275,42 @@ class InterfaceConfigurator:
         if not self.enabled:
             return
         rtnl, ifindex = self._socket()
+        net = IPv4Network(f"{lease.address}/{lease.prefixlen}", strict=False)
+        self._added.pop(lease.address, None)
+        others = [a for a in self._added if a in net]
+        primary = self._primary == lease.address
+        if primary and others:
+            # Without promote_secondaries the kernel deletes every secondary of the subnet with its primary
+            # (ip-address(8)): the other devices of a fleet would lose their addresses mid-transfer.
+            self._promote_secondaries()
         seq = rtnl.next_seq()
         msg = netlink.build_address(seq, ifindex, lease.address, lease.prefixlen, add=False)
         ack = await rtnl.request(seq, msg)
         if ack.error:
             log.debug("remove %s/%s from %s: %s", lease.address, lease.prefixlen, self.ifname,
                       os.strerror(ack.error))
-        if self._primary == lease.address:
+        if not primary:
+            return
+        if not others:
             self._primary = None
-            self._route = False
+            self._route = False  # the kernel dropped every route via the interface with its last address
+            return
+        # The oldest secondary is promoted (the kernel's list order); added noprefixroute, it does not bring
+        # back the on-link route that left with the old primary, so put that route back.
+        self._primary = others[0]
+        seq = rtnl.next_seq()
+        ack = await rtnl.request(seq, netlink.build_prefix_route(seq, ifindex, net))
+        if ack.error:
+            log.warning("on-link route %s on %s not restored: %s", net, self.ifname, os.strerror(ack.error))
+
+    def _promote_secondaries(self) -> None:
+        path = Path("/proc/sys/net/ipv4/conf") / self.ifname / "promote_secondaries"
+        try:
+            if path.read_text().strip() != "1":
+                path.write_text("1\n")
+        except OSError as exc:
+            log.warning("cannot set %s (%s): removing %s's first address removes the others", path, exc,
+                        self.ifname)
 
     def close(self) -> None:
         """Close the netlink socket (addresses stay configured)."""
@@ -301,21 +341,25 @@ class Device:
         self.host = host
         self.opts = opts
         self.mac = rawsock.mac_bytes(spec.mac)
+        self.retry = BootRetry(opts.boot_attempts, opts.boot_backoff, opts.boot_backoff_max)
         config = ClientConfig(mac=spec.mac, hostname=spec.hostname, vendor_class=spec.vendor_class,
                               client_id=spec.client_id, broadcast=spec.broadcast, decline_wait=opts.decline_wait,
-                              user_class=spec.user_class)
+                              user_class=spec.user_class,
+                              # One attempt keeps RFC 2131's patience; with more, a silent server ends the
+                              # attempt (and the next DISCOVER may find another appliance).
+                              request_timeout=opts.request_timeout if opts.boot_attempts > 1 else None)
         if spec.parameter_list:
             config = dataclasses.replace(config, parameter_list=spec.parameter_list)
-        self.client = DhcpClient(
-            config,
-            rng or random.Random(),
-        )
+        self._rng = rng or random.Random()
+        self.client = DhcpClient(config, self._rng)
         self.result = DeviceResult(mac=self.client.chaddr[:6].hex(":"), profile=spec.profile)
         self._queue: asyncio.Queue[rawsock.UdpFrame] = asyncio.Queue()
         self._server_mac: bytes | None = None
         self._configured: Lease | None = None
         self._saw_offer = False
         self._last_nak = False
+        self._attempt_naks = 0
+        self._last_attempt = True
         self.on_stage: Any = None  # optional callback(stage: str) for progress displays
 
     # -- run -------------------------------------------------------------------------------------------
@@ -329,8 +373,7 @@ class Device:
         self.link.register_dhcp(self.mac, self._queue.put_nowait)
         res = self.result
         try:
-            lease = await self._acquire(deadline)
-            await self._boot(lease, deadline)
+            await self._attempts(deadline)
             res.timings["total"] = loop.time() - start
             res.status, res.exit_code = "provisioned", EXIT_OK
             log.info("%s provisioned: %s, %s bytes of %s from %s in %.3fs", res.mac, res.ip, res.bytes,
@@ -350,6 +393,45 @@ class Device:
             self.client.stop()
             self.link.unregister_dhcp(self.mac)
         return res
+
+    async def _attempts(self, deadline: float) -> None:
+        """Boot attempts until one provisions; the last failure (or one no retry can fix) is raised."""
+        loop = asyncio.get_running_loop()
+        res = self.result
+        attempt = 0
+        while True:
+            attempt += 1
+            res.attempts = attempt
+            self._last_attempt = self.retry.is_last(attempt)
+            self._saw_offer = self._last_nak = False
+            self._attempt_naks = 0
+            try:
+                lease = await self._acquire(deadline)
+                await self._boot(lease, deadline)
+                self._last_attempt = True  # provisioned: what follows (--stay) is lease keeping, not booting
+                return
+            except DeviceFailure as exc:
+                wait = self.retry.next_attempt(attempt, exc.stage, loop.time(), deadline, self._rng)
+                if wait is None:
+                    raise
+                res.attempt_failures.append(
+                    AttemptFailure(attempt, exc.stage, exc.reason, exc.exit_code, wait).to_json())
+                log.warning("%s boot attempt %d of %d ended at %s: %s; DHCP again in %.1fs", res.mac, attempt,
+                            self.retry.attempts, exc.stage, exc.reason, wait)
+            await self._forget()
+            self._stage("backoff")
+            await asyncio.sleep(wait)
+
+    async def _forget(self) -> None:
+        """Drop the lease as a rebooting switch does: no RELEASE (its server may be the one that failed, and
+        the shared lease lets any appliance give the address back), the address and route off the interface
+        (a stale address would answer the next attempt's ARP probe and keep the route)."""
+        self.client.stop()
+        self.client.datagrams_to_send()  # anything the ended attempt still queued is not sent
+        while self.client.next_event() is not None:
+            pass
+        await self._unconfigure()
+        self._server_mac = None
 
     # -- DHCP ------------------------------------------------------------------------------------------
 
@@ -381,12 +463,14 @@ class Device:
         """Run the DHCP machine until it binds (first binding returned) or `deadline` passes."""
         loop = asyncio.get_running_loop()
         while True:
-            self._flush()
+            # Events before the datagrams queued with them: an attempt that ends on RequestTimedOut must not
+            # send the DISCOVER the machine queued when it fell back to INIT (the next attempt sends its own).
             while (ev := self.client.next_event()) is not None:
                 bound = await self._on_event(ev)
                 self._flush()
                 if bound is not None:
                     return bound
+            self._flush()
             now = loop.time()
             timer = self.client.get_timer()
             until = deadline if timer is None else min(timer, deadline)
@@ -464,12 +548,21 @@ class Device:
             return ev.lease
         elif isinstance(ev, Nacked):
             res.naks += 1
+            self._attempt_naks += 1
             self._last_nak = True
             log.warning("%s NAK from %s in %s: %s", res.mac, ev.server_id, ev.state.value, ev.message or "-")
             if self._configured is not None:
                 await self._unconfigure()
-            if res.naks >= self.opts.max_naks:
-                raise DeviceFailure("request", f"{res.naks} NAKs: {ev.message or 'no reason given'}", EXIT_NAK)
+            if self._attempt_naks >= self.opts.max_naks:
+                raise DeviceFailure("request", f"{self._attempt_naks} NAKs: {ev.message or 'no reason given'}",
+                                    EXIT_NAK)
+        elif isinstance(ev, RequestTimedOut):
+            log.warning("%s no ACK from %s for %s after %d REQUEST(s) in %.1fs: DISCOVER again", res.mac,
+                        ev.server_id, ev.address, ev.requests, ev.waited)
+            if not self._last_attempt:
+                # The machine already re-DISCOVERs; ending the attempt adds the backoff and the record.
+                raise DeviceFailure("request", f"offered {ev.address} by {ev.server_id} but no ACK after "
+                                    f"{ev.requests} REQUEST(s) in {ev.waited:.1f}s", EXIT_NO_ACK)
         elif isinstance(ev, Declined):
             res.declines += 1
             res.declined.append(str(ev.address))

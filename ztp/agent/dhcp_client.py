@@ -67,6 +67,10 @@ class ClientConfig:
     user_class: bytes | None = None  # option 77 as sent (a vendor profile's, ztp.agent.profiles)
     #: REQUEST retransmissions in REQUESTING before falling back to INIT (RFC 2131 §4.4.1 leaves it open).
     request_retries: int = 4
+    #: Seconds REQUESTING may go unanswered before falling back to INIT, whatever the retransmissions left;
+    #: None: only `request_retries` ends it. ISC dhclient gives up REQUESTING after its `reboot` timeout, 10 s
+    #: by default (dhclient.conf(5); dhclient.c send_request), so a switch whose server died re-DISCOVERs.
+    request_timeout: float | None = None
     #: RFC 2131 §3.1 step 5: wait at least ten seconds after a DHCPDECLINE before restarting.
     decline_wait: float = 10.0
     #: RFC 2131 §4.4.5: retransmissions in RENEWING/REBINDING are at least 60 s apart.
@@ -190,7 +194,18 @@ class Retransmitted:
     attempt: int
 
 
-Event = Offered | Acked | Bound | Nacked | Declined | LeaseExpired | Retransmitted
+@dataclass(frozen=True, slots=True)
+class RequestTimedOut:
+    """REQUESTING gave up on the offer of `address` by `server_id` after `requests` unanswered REQUESTs
+    (`request_retries` or `request_timeout`): the client is back in INIT and has sent a new DISCOVER."""
+
+    server_id: IPv4Address | None
+    address: IPv4Address | None
+    requests: int
+    waited: float
+
+
+Event = Offered | Acked | Bound | Nacked | Declined | LeaseExpired | Retransmitted | RequestTimedOut
 
 
 @dataclass(slots=True)
@@ -296,7 +311,10 @@ class DhcpClient:
             self._send_discover(now)
             self._events.append(Retransmitted(DISCOVER, ex.attempt))
         elif self.state is ClientState.REQUESTING and ex is not None:
-            if ex.attempt >= self.config.request_retries:
+            limit = self.config.request_timeout
+            if ex.attempt >= self.config.request_retries or (limit is not None and now - ex.request_at >= limit):
+                offered = ex.offer.yiaddr if ex.offer is not None else None
+                self._events.append(RequestTimedOut(ex.server_id, offered, ex.attempt + 1, now - ex.request_at))
                 self._restart(now)
                 return
             ex.attempt += 1
@@ -392,6 +410,8 @@ class DhcpClient:
         self._identity_options(options, with_client_id=False)
         self._emit(self._packet(ex.xid, options, secs=self._secs(now)), ZERO_IP, BROADCAST_IP)
         self._timer = now + retransmit_delay(ex.attempt, self._rng)
+        if self.config.request_timeout is not None:
+            self._timer = min(self._timer, ex.request_at + self.config.request_timeout)
 
     def _on_nak(self, pkt: DhcpPacket, now: float) -> None:
         message = pkt.options.get(opt.MESSAGE, b"").decode("utf-8", "replace")

@@ -21,7 +21,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,14 @@ IFA_LOCAL = 2
 IFA_FLAGS = 8
 IFA_F_NOPREFIXROUTE = 0x200
 
+RTA_DST = 1
 RTA_OIF = 4
 RTA_GATEWAY = 5
 RT_TABLE_MAIN = 254
+RTPROT_KERNEL = 2
 RTPROT_BOOT = 3
 RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
 RTN_UNICAST = 1
 
 NLMSGERR_ATTR_MSG = 1
@@ -116,6 +119,15 @@ def build_address(seq: int, ifindex: int, address: IPv4Address, prefixlen: int, 
     if add:
         return _message(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE, seq, body)
     return _message(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, seq, body)
+
+
+def build_prefix_route(seq: int, ifindex: int, network: IPv4Network) -> bytes:
+    """RTM_NEWROUTE create-or-replace of the on-link route of `network`, as the kernel adds for a primary
+    address: ``ip route replace NET/P dev IF proto kernel scope link``."""
+    body = _RTMSG.pack(socket.AF_INET, network.prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_KERNEL, RT_SCOPE_LINK,
+                       RTN_UNICAST, 0)
+    body += _attr(RTA_DST, network.network_address.packed) + _attr(RTA_OIF, struct.pack("=I", ifindex))
+    return _message(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | NLM_F_CREATE, seq, body)
 
 
 def build_default_route(seq: int, ifindex: int, gateway: IPv4Address) -> bytes:
