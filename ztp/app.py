@@ -24,6 +24,7 @@ from ztp.dns.server import DnsServer, SourceRateLimiter
 from ztp.dns.zone import Zone
 from ztp.gcpolicy import keep_heap_frozen
 from ztp.http.boot import HttpBoot
+from ztp.http.pnp import PnpRoutes, PnpService
 from ztp.http.server import HttpServer
 from ztp.leases.ledger import EventKind, LeaseEvent
 from ztp.leases.store import LeaseBackend, describe, ledger_for, merge_remote, open_store, read_through
@@ -144,6 +145,9 @@ class Appliance:
             # HTTP boot: the providers TFTP serves from, asked anew per request (a reload swaps them).
             self.http.add_routes(HttpBoot(lambda: self.configs, lambda: self.static_root,
                                           on_delivered=self._served, on_transfer=self.recorder.transfer).routes())
+            # Cisco PnP (IOS-XE day 0): work requests point at the HTTP boot config route above.
+            self.pnp = PnpService(lambda: self.config, self.table)
+            self.http.add_routes(PnpRoutes(self.pnp).routes())
             self.metrics = Metrics(ApplianceCollector(self.recorder, lambda: self.config, self.table,
                                                       lambda: self.dhcp.counters, lambda: self.tftp.counters,
                                                       time.time))
