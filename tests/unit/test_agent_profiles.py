@@ -44,7 +44,7 @@ def agent_offer(tmp_path: Path, name: str, *, http: bool = True) -> tuple[DhcpPa
     ("cumulus", "http", "http://10.60.0.1:8080/configs/cumulus1.cfg"),
     ("junos", "http", "http://10.60.0.1:8080/configs/junos1.cfg"),
     ("nxos-poap", "tftp", "tftp://10.60.0.1/nxos1.poap.py"),
-    ("iosxe-pnp", "http", "http://10.60.0.1:8080/configs/pnp1.cfg"),
+    ("iosxe-pnp", "pnp", "http://10.60.0.1:8080/pnp/"),
     ("onie", "http", "http://10.60.0.1:8080/configs/onie1.cfg"),
     ("generic", "tftp", "tftp://10.60.0.1/plain1.cfg"),
 ])
@@ -60,6 +60,9 @@ def test_agent_reads_the_reply_its_familys_way(tmp_path: Path, name: str, transp
         assert step.verify(b"hostname x\n") is not None  # ONIE runs only executables
         # exact URLs first (125, then 114), then the HTTP waterfall, then TFTP
         assert [f.transport for f in step.fetches][:2] == ["http", "http"] and step.fetches[-1].transport == "tftp"
+    if name == "iosxe-pnp":  # PnP with the device's UDI, then AutoInstall (TFTP of 67 from 150)
+        assert dict(first.headers)["udi"].endswith(f",SN:{serial}")
+        assert step.fetches[1].url == "tftp://10.60.0.1/pnp1.cfg"
 
 
 def test_poap_follows_its_script_to_the_config(tmp_path: Path) -> None:

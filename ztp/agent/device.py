@@ -697,7 +697,9 @@ class Device:
         for fetch in step.fetches:
             res.fetched.append(fetch.url)
             try:
-                if fetch.transport == "http":
+                if fetch.transport == "pnp":
+                    data, fetch = await self._pnp(fetch, local, deadline)
+                elif fetch.transport == "http":
                     data = await self._http_get(fetch.name, fetch.headers, local, deadline)
                 else:
                     data = await self._fetch(fetch.server, fetch.name, local, deadline)
@@ -709,6 +711,22 @@ class Device:
                 raise DeviceFailure("verify", f"{step.what} from {fetch.url}: {problem}", EXIT_TFTP)
             return data, fetch
         raise DeviceFailure("fetch", f"no {step.what}: " + "; ".join(failures[-3:]), EXIT_TFTP)
+
+    async def _pnp(self, fetch: Any, local: str, deadline: float) -> tuple[bytes, Any]:
+        """Cisco PnP against the server (ztp.agent.pnp_client); the result reads as the config's HTTP fetch."""
+        from ztp.agent import pnp_client, profiles
+        from ztp.vendors.pnp_xml import parse_udi
+
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise DeviceFailure("http", f"{fetch.url}: overall timeout {self.opts.timeout:g}s reached", EXIT_TFTP)
+        try:
+            done = await pnp_client.fetch_config(fetch.name, parse_udi(dict(fetch.headers)["udi"]),
+                                                 local=local if local != "0.0.0.0" else None, timeout=left)
+        except pnp_client.PnpFailure as exc:
+            raise DeviceFailure("http", f"pnp: {exc}", EXIT_TFTP) from None
+        self.result.fetched.extend(done.steps[1:])
+        return done.config, profiles.Fetch("http", fetch.server, done.location)
 
     async def _http_get(self, url: str, headers: tuple[tuple[str, str], ...], local: str, deadline: float) -> bytes:
         import aiohttp  # only devices that fetch over HTTP need it

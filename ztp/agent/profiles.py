@@ -12,7 +12,9 @@ way, as its profile module documents:
 * junos: option 43 sub-options (config file, transfer mode, HTTP port) against the server in 150, else 66;
 * nxos-poap: the script named in 67 over TFTP from 66/150; its ``#md5sum`` line checked; the config it names
   fetched and checked against the script's CONFIG_MD5;
-* iosxe-pnp: option 43's ``I``/``J``/``K`` fields name the server, port and transport for the config in 67;
+* iosxe-pnp: option 43's ``I``/``J``/``K`` fields name the PnP server, port and transport: HELLO,
+  WORK-REQUEST with the UDI serial, the config-upgrade's copy source, WORK-RESPONSE (`ztp.agent.pnp_client`);
+  without work, AutoInstall: TFTP of the config in 67 from 150/66;
 * onie: exact URLs (125 VIVSO installer URL, 114, 150 + 67, 66 + 67), then the HTTP waterfall of default
   installer names at 72's, 66's or the DHCP server's address, then the TFTP waterfall; the installer must
   start with ``#!``;
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from urllib.parse import urlsplit
 
+from ztp.agent import pnp_client
 from ztp.dhcp import options as opt
 from ztp.dhcp.packet import ZERO_IP, DhcpPacket
 from ztp.vendors import cumulus, iosxe_pnp, junos, nxos_poap, onie, profile_named
@@ -51,6 +54,11 @@ AGENT_NAMES = {"generic": "generic-tftp"}
 """`--profile` spellings that differ from the profile's name."""
 
 
+TRANSPORT_PNP = "pnp"
+"""A Fetch that runs Cisco PnP against the server (`ztp.agent.pnp_client`); its name is the server's base URL
+and its headers carry the UDI."""
+
+
 class PlanError(Exception):
     """The ACK does not carry what this family needs to find its config."""
 
@@ -68,6 +76,8 @@ class Fetch:
     @property
     def url(self) -> str:
         """The fetch as a URL (for reports)."""
+        if self.transport == TRANSPORT_PNP:
+            return f"{self.name}/pnp/"
         return self.name if self.transport == TRANSPORT_HTTP else f"tftp://{self.server}/{self.name}"
 
 
@@ -200,8 +210,12 @@ def plan(profile: Profile, ack: DhcpPacket, *, serial: str, mac: str) -> Plan:
             raise PlanError("option 43 has no PnP server (I field) or option 67 no config name")
         scheme = "https" if fields.get("K") == "5" else "http"
         port = int(fields.get("J") or (443 if scheme == "https" else 80))
-        return Plan([Fetch(TRANSPORT_HTTP, fields["I"], f"{scheme}://{fields['I']}:{port}/configs/{file}")],
-                    notes=["the PnP work-request protocol is not emulated: the config is fetched directly"])
+        udi = f"PID:{profile.agent.model or pnp_client.DEFAULT_PID},VID:V01,SN:{serial}"
+        fetches = [Fetch(TRANSPORT_PNP, fields["I"], f"{scheme}://{_http_host(fields['I'], port)}", (("udi", udi),))]
+        autoinstall = _tftp_server(ack)
+        if autoinstall:  # IOS-XE falls back to AutoInstall: TFTP of the named config from 150 / 66
+            fetches.append(Fetch(TRANSPORT_TFTP, autoinstall, file))
+        return Plan(fetches)
     if name == "onie":
         return _onie_plan(ack, platform=profile.agent.model)
     tftp_server, boot = _tftp_server(ack), _boot_file(ack)
