@@ -6,10 +6,10 @@ server is an IPv4 address), ``I<address>``, ``J<port>`` and ``K<transport>`` (4 
 agent then talks to the PnP server at that address over that transport. ztp gives ``K4`` and its HTTP
 port, plus option 150 and 67 for the AutoInstall path IOS-XE falls back to (TFTP of the named config).
 
-ztp does not implement the PnP server protocol (HELLO, work-request/response XML): a real IOS-XE PnP agent
-will reach ztp's HTTP listener and find no PnP endpoint there; use its AutoInstall fallback (TFTP of
-``<hostname>.cfg`` from option 150) or a PnP server. The agent profile fetches the config over HTTP from
-the address and port in option 43, to check the encoding end to end.
+ztp's HTTP listener then answers the PnP protocol (`ztp.http.pnp`, messages in `ztp.vendors.pnp_xml`):
+HELLO, a WORK-REQUEST answered with a config-upgrade pointing at ``/configs/<hostname>.cfg``, the
+WORK-RESPONSE answered with bye; a device it has no work for falls back to AutoInstall (TFTP of
+``<hostname>.cfg`` from option 150). The agent profile runs that flow (`ztp.agent.pnp_client`).
 
 Sources: Cisco, "Network Plug and Play Agent Configuration Guide" / "Cisco Open Plug-n-Play Agent
 Configuration Guide, Cisco IOS XE" (DHCP discovery, option 43 ``5A1N;B2;K4;I<ip>;J<port>``); research
