@@ -147,7 +147,7 @@ class Appliance:
                                           on_delivered=self._served, on_transfer=self.recorder.transfer).routes())
             # Cisco PnP (IOS-XE day 0): work requests point at the HTTP boot config route above.
             self.pnp = PnpService(lambda: self.config, self.table)
-            self.http.add_routes(PnpRoutes(self.pnp).routes())
+            self.http.add_routes(PnpRoutes(self.pnp, post=self.recorder.post).routes())
             self.metrics = Metrics(ApplianceCollector(self.recorder, lambda: self.config, self.table,
                                                       lambda: self.dhcp.counters, lambda: self.tftp.counters,
                                                       time.time))

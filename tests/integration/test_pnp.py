@@ -9,6 +9,7 @@ the known serial's config URL is refused (403, it holds no lease of that device)
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +76,15 @@ def test_pnp_agent_gets_its_config_then_no_more_work(appliance: ApplianceLab) ->
     log = appliance.log.read_text()
     assert re.search(rf"iosxe-leaf1 pnp work-request from 10\.60\.0\.\d+ \(PID:C9300-24P,VID:V01,SN:{SERIAL}, "
                      r"by serial\): config-upgrade", log), log[-3000:]
+    # The device timeline: the HTTP delivery, then the device's own report confirms it.
+    def timeline() -> list[dict[str, object]]:
+        res = lab.run(ns, ["curl", "-sS", "--max-time", "20", f"http://{SERVER}/api/devices/iosxe-leaf1/timeline"],
+                      timeout=30)
+        return list(json.loads(res.stdout)["events"])
+    lab.wait_for(lambda: any(e["kind"] == "confirmed" for e in timeline()), 10, "confirmed on the timeline")
+    kinds = [e["kind"] for e in timeline()]
+    assert "transfer-finished" in kinds and kinds.index("transfer-finished") < kinds.index("confirmed"), kinds
+    assert any("PnP config-upgrade of iosxe-leaf1.cfg succeeded" in str(e["text"]) for e in timeline())
     # Done: a second boot gets a bye and falls back to AutoInstall (TFTP of option 67 from option 150).
     code, res, err = run_agent(appliance, ns, "--profile", "iosxe-pnp", "--serial", SERIAL, "--timeout", "30")
     assert code == 0 and res["sha256"] == expected and res["transport"] == "tftp", f"{res} {err[-1500:]}"

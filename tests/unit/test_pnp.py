@@ -17,6 +17,7 @@ from aiohttp.test_utils import make_mocked_request
 from ztp.config import Config, load_config
 from ztp.http.pnp import PnpRoutes, PnpService
 from ztp.leases.table import Lease, LeaseState, LeaseTable
+from ztp.timeline.machine import Event, Kind
 from ztp.vendors import pnp_xml
 from ztp.vendors.pnp_xml import Bye, ConfigUpgrade, PnpXmlError, Udi
 
@@ -230,3 +231,17 @@ def test_shell_answers_xml_and_refuses_malformed_with_400(tmp_path: Path, caplog
     assert "work-request from 10.60.0.200 refused (400)" in caplog.text
     status, body = _post(routes, "/pnp/WORK-RESPONSE", CONFIG_OK, "10.60.0.200")
     assert status == 200 and isinstance(pnp_xml.parse_server_reply(body), Bye)
+
+
+def test_outcomes_reach_the_timeline(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    posted: list[Event] = []
+    routes = PnpRoutes(PnpService(lambda: config, _table(), clock=lambda: 100.0), post=posted.append)
+    _post(routes, "/pnp/WORK-REQUEST", pnp_xml.build_work_request(Udi("P", "V", "FCW1234"), "C1"), "10.60.0.200")
+    _post(routes, "/pnp/WORK-RESPONSE", CONFIG_FAILED.replace(b"CiscoPnP-1.0-7-1", b"C1"), "10.60.0.200")
+    _post(routes, "/pnp/WORK-RESPONSE", CONFIG_OK, "10.60.0.200")
+    _post(routes, "/pnp/WORK-RESPONSE", CONFIG_OK.replace(b"config-upgrade", b"device-info"), "10.60.0.200")
+    assert [(e.key, e.kind, e.ip) for e in posted] == [("sw1", Kind.FAILED, "10.60.0.200"),
+                                                        ("sw1", Kind.CONFIRMED, "10.60.0.200")]
+    assert "Invalid input detected" in posted[0].text and posted[0].detail["stage"] == "delivered"
+    assert posted[1].detail == {"source": "pnp"}

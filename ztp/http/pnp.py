@@ -30,6 +30,7 @@ from aiohttp import web
 from ztp.config import Config, Device
 from ztp.devices import boot_file_name, device_boot_file
 from ztp.leases.table import Lease, LeaseState, LeaseTable
+from ztp.timeline.machine import Event, Kind
 from ztp.vendors import pnp_xml
 from ztp.vendors.pnp_xml import Bye, ConfigUpgrade, PnpXmlError, WorkRequest, WorkResponse
 
@@ -54,6 +55,8 @@ class Answer:
 
     body: bytes
     line: tuple[object, ...]
+    result: tuple[str, bool, str] | None = None
+    """A config-upgrade's outcome for the device timeline: (device key, success, what to say)."""
 
 
 class PnpService:
@@ -129,9 +132,12 @@ class PnpService:
                                 key, peer, resp.service, resp.correlator))
         if resp.success:
             self.done[boot_file] = resp.udi.sn
-            return Answer(bye, ("%s pnp config-upgrade of %s succeeded on %s (%s)", key, boot_file, peer, resp.udi))
+            return Answer(bye, ("%s pnp config-upgrade of %s succeeded on %s (%s)", key, boot_file, peer, resp.udi),
+                          (key, True, f"confirmed: PnP config-upgrade of {boot_file} succeeded ({resp.udi})"))
+        error = resp.error or "no error given"
         return Answer(bye, ("%s pnp config-upgrade of %s failed on %s (%s): %s; offered again at its next "
-                            "work-request", key, boot_file, peer, resp.udi, resp.error or "no error given"))
+                            "work-request", key, boot_file, peer, resp.udi, error),
+                      (key, False, f"PnP config-upgrade of {boot_file} failed on the device: {error}"))
 
 
 def _base_url(request: web.Request) -> str:
@@ -146,9 +152,11 @@ def _base_url(request: web.Request) -> str:
 class PnpRoutes:
     """The aiohttp shell over `PnpService`: read the body, parse, decide, log, answer."""
 
-    def __init__(self, service: PnpService) -> None:
-        """Routes for `service`."""
+    def __init__(self, service: PnpService, *, post: Callable[[Event], None] | None = None) -> None:
+        """Routes for `service`; `post` hears a config-upgrade's outcome as a timeline event (the recorder):
+        success confirms the device (as its first syslog line would), failure fails it at delivered."""
         self.service = service
+        self.post = post
 
     def routes(self) -> list[web.RouteDef]:
         """The routes to add to the HTTP listener."""
@@ -190,6 +198,11 @@ class PnpRoutes:
             resp = pnp_xml.parse_work_response(body)
         except PnpXmlError as exc:
             raise self._bad(request, "work-response", exc) from None
-        answer = self.service.work_response(resp, request.remote or "")
+        peer = request.remote or ""
+        answer = self.service.work_response(resp, peer)
         (log.info if resp.success else log.warning)(str(answer.line[0]), *answer.line[1:])
+        if answer.result is not None and self.post is not None:
+            key, ok, text = answer.result
+            self.post(Event(key, time.time(), Kind.CONFIRMED if ok else Kind.FAILED, text, None, peer,
+                            {"source": "pnp"} if ok else {"stage": "delivered", "source": "pnp"}))
         return web.Response(body=answer.body, content_type=XML)
