@@ -1,7 +1,8 @@
 """Cisco PnP end to end (issue 12): `ztp agent --profile iosxe-pnp` says HELLO, sends its WORK-REQUEST with
 its UDI serial, fetches the config-upgrade's copy source and reports success to `ztp serve`; asked again it
 gets no work and falls back to AutoInstall (TFTP). curl from another host: an unknown serial gets a bye,
-the known serial's config URL is refused (403, it holds no lease of that device), malformed XML gets 400.
+the known serial's config URL is refused (403, it holds no lease of that device), its report on that
+device is ignored, malformed XML gets 400.
 
     srv:s1 10.60.0.1/24 ── seg ── pnp:eth0 (DHCP) / other:eth0 10.60.0.50 (static, no lease)
 """
@@ -103,6 +104,14 @@ def test_strangers_get_no_work_and_no_config(appliance: ApplianceLab) -> None:
     res = appliance.lab.run(other, ["curl", "-sS", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}",
                                     f"http://{SERVER}/configs/iosxe-leaf1.cfg"], timeout=30)
     assert res.stdout.strip() == "403"
+    # Nor can it report on that device (a success would end the device's PnP).
+    status, body = post(appliance, other, "/pnp/WORK-RESPONSE", (
+        f'<pnp xmlns="urn:cisco:pnp" version="1.0" udi="PID:C9300-24P,VID:V01,SN:{SERIAL}"><response '
+        'xmlns="urn:cisco:pnp:config-upgrade" correlator="CiscoPnP-1.0-42-1" success="1"/></pnp>').encode())
+    assert status == 200 and b"<bye />" in body
+    appliance.lab.wait_for(lambda: "iosxe-leaf1 pnp work-response for iosxe-leaf1.cfg from 10.60.0.50" in
+                           appliance.log.read_text(), 5, "the ignored report logged")
+    assert "succeeded" not in appliance.log.read_text()
     status, body = post(appliance, other, "/pnp/WORK-REQUEST", b"<pnp xmlns='urn:cisco:pnp'><info>")
     assert status == 400 and b"not well-formed" in body
     status, body = post(appliance, other, "/pnp/WORK-REQUEST",

@@ -125,6 +125,8 @@ def _config(tmp_path: Path, default_template: bool = False) -> Config:
 
 def _table() -> LeaseTable:
     return LeaseTable([
+        Lease(ip=IPv4Address("10.60.0.101"), client="02:00:00:00:00:01", mac="02:00:00:00:00:01",
+              state=LeaseState.BOUND, expires=2e9, updated=1.0, hostname="sw1"),
         Lease(ip=IPv4Address("10.60.0.102"), client="02:00:00:00:00:02", mac="02:00:00:00:00:02",
               state=LeaseState.BOUND, expires=2e9, updated=1.0, hostname="sw2"),
         Lease(ip=IPv4Address("10.60.0.109"), client="02:00:00:00:00:09", mac="02:00:00:00:00:09",
@@ -146,21 +148,37 @@ def _response(sn: str, correlator: str, success: bool) -> pnp_xml.WorkResponse:
 def test_identified_by_serial_offered_its_config_until_it_reports_success(tmp_path: Path) -> None:
     config = _config(tmp_path)
     service = PnpService(lambda: config, _table(), clock=lambda: 100.0)
-    answer = service.work_request(_request("fcw1234"), "10.60.0.200", "http://10.60.0.1:8080")
+    answer = service.work_request(_request("fcw1234"), "10.60.0.101", "http://10.60.0.1:8080")
     job = pnp_xml.parse_server_reply(answer.body)
     assert job == ConfigUpgrade("PID:C9300-24P,VID:V01,SN:fcw1234", "C1", "http://10.60.0.1:8080/configs/sw1.cfg")
     assert "by serial" in answer.line[0] % answer.line[1:]
     # A failure is logged and the next work-request gets the config again.
-    failed = service.work_response(_response("FCW1234", "C1", False), "10.60.0.200")
+    failed = service.work_response(_response("FCW1234", "C1", False), "10.60.0.101")
     assert isinstance(pnp_xml.parse_server_reply(failed.body), Bye)
     assert "failed" in str(failed.line[0]) and "bad cli" in failed.line
-    again = service.work_request(_request("FCW1234", "C2"), "10.60.0.200", "http://10.60.0.1:8080")
+    again = service.work_request(_request("FCW1234", "C2"), "10.60.0.101", "http://10.60.0.1:8080")
     assert isinstance(pnp_xml.parse_server_reply(again.body), ConfigUpgrade)
-    done = service.work_response(_response("FCW1234", "C2", True), "10.60.0.200")
+    done = service.work_response(_response("FCW1234", "C2", True), "10.60.0.101")
     assert isinstance(pnp_xml.parse_server_reply(done.body), Bye) and "succeeded" in str(done.line[0])
-    after = service.work_request(_request("FCW1234", "C3"), "10.60.0.200", "http://10.60.0.1:8080")
+    after = service.work_request(_request("FCW1234", "C3"), "10.60.0.101", "http://10.60.0.1:8080")
     assert pnp_xml.parse_server_reply(after.body) == Bye("PID:C9300-24P,VID:V01,SN:FCW1234", "C3")
     assert "already applied" in str(after.line[0])
+
+
+def test_reports_from_another_address_are_ignored(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    service = PnpService(lambda: config, _table(), clock=lambda: 100.0)
+    # Anyone may name sw1's serial (it is on the label) and learn its config URL (the fetch is refused)...
+    job = pnp_xml.parse_server_reply(service.work_request(_request("FCW1234"), "10.60.0.250", "http://a:1").body)
+    assert isinstance(job, ConfigUpgrade)
+    # ... but not report on it: neither success (which would stop its PnP) nor failure.
+    for ok in (True, False):
+        answer = service.work_response(_response("FCW1234", "C1", ok), "10.60.0.250")
+        assert answer.result is None and "ignored" in str(answer.line[0])
+    assert service.done == {}
+    # Another device's address is not sw1's either.
+    assert service.work_response(_response("FCW1234", "C1", True), "10.60.0.102").result is None
+    assert service.work_response(_response("FCW1234", "C1", True), "10.60.0.101").result is not None
 
 
 def test_identified_by_lease_holder(tmp_path: Path) -> None:
@@ -221,15 +239,15 @@ def test_shell_answers_xml_and_refuses_malformed_with_400(tmp_path: Path, caplog
     config = _config(tmp_path)
     routes = PnpRoutes(PnpService(lambda: config, _table(), clock=lambda: 100.0))
     status, body = _post(routes, "/pnp/WORK-REQUEST", pnp_xml.build_work_request(Udi("P", "V", "FCW1234"), "C1"),
-                         "10.60.0.200")
+                         "10.60.0.101")
     assert status == 200
     assert pnp_xml.parse_server_reply(body) == ConfigUpgrade("PID:P,VID:V,SN:FCW1234", "C1",
                                                              "http://10.60.0.1:8080/configs/sw1.cfg")
     with caplog.at_level(logging.WARNING, logger="ztp.http.pnp"):
-        status, body = _post(routes, "/pnp/WORK-REQUEST", b"<pnp><info>", "10.60.0.200")
+        status, body = _post(routes, "/pnp/WORK-REQUEST", b"<pnp><info>", "10.60.0.101")
     assert status == 400 and b"not well-formed" in body
-    assert "work-request from 10.60.0.200 refused (400)" in caplog.text
-    status, body = _post(routes, "/pnp/WORK-RESPONSE", CONFIG_OK, "10.60.0.200")
+    assert "work-request from 10.60.0.101 refused (400)" in caplog.text
+    status, body = _post(routes, "/pnp/WORK-RESPONSE", CONFIG_OK, "10.60.0.101")
     assert status == 200 and isinstance(pnp_xml.parse_server_reply(body), Bye)
 
 
@@ -237,11 +255,11 @@ def test_outcomes_reach_the_timeline(tmp_path: Path) -> None:
     config = _config(tmp_path)
     posted: list[Event] = []
     routes = PnpRoutes(PnpService(lambda: config, _table(), clock=lambda: 100.0), post=posted.append)
-    _post(routes, "/pnp/WORK-REQUEST", pnp_xml.build_work_request(Udi("P", "V", "FCW1234"), "C1"), "10.60.0.200")
-    _post(routes, "/pnp/WORK-RESPONSE", CONFIG_FAILED.replace(b"CiscoPnP-1.0-7-1", b"C1"), "10.60.0.200")
-    _post(routes, "/pnp/WORK-RESPONSE", CONFIG_OK, "10.60.0.200")
-    _post(routes, "/pnp/WORK-RESPONSE", CONFIG_OK.replace(b"config-upgrade", b"device-info"), "10.60.0.200")
-    assert [(e.key, e.kind, e.ip) for e in posted] == [("sw1", Kind.FAILED, "10.60.0.200"),
-                                                        ("sw1", Kind.CONFIRMED, "10.60.0.200")]
+    _post(routes, "/pnp/WORK-REQUEST", pnp_xml.build_work_request(Udi("P", "V", "FCW1234"), "C1"), "10.60.0.101")
+    _post(routes, "/pnp/WORK-RESPONSE", CONFIG_FAILED.replace(b"CiscoPnP-1.0-7-1", b"C1"), "10.60.0.101")
+    _post(routes, "/pnp/WORK-RESPONSE", CONFIG_OK, "10.60.0.101")
+    _post(routes, "/pnp/WORK-RESPONSE", CONFIG_OK.replace(b"config-upgrade", b"device-info"), "10.60.0.101")
+    assert [(e.key, e.kind, e.ip) for e in posted] == [("sw1", Kind.FAILED, "10.60.0.101"),
+                                                        ("sw1", Kind.CONFIRMED, "10.60.0.101")]
     assert "Invalid input detected" in posted[0].text and posted[0].detail["stage"] == "delivered"
     assert posted[1].detail == {"source": "pnp"}

@@ -8,8 +8,10 @@
   HTTP boot route (`ztp.http.boot`): the same bytes as ``ztp render``, under the same lease-holder access
   rule (another host fetching that URL gets 403). Unknown devices, and devices whose config-upgrade
   already succeeded, get a bye (no work).
-* ``POST /pnp/WORK-RESPONSE``: success marks the device done (logged), failure is logged with the
-  device's error and the next WORK-REQUEST offers the config again; the answer is a bye.
+* ``POST /pnp/WORK-RESPONSE``: from an address of the device, success marks it done (logged; the timeline
+  confirms it), failure is logged with the device's error (the timeline fails it) and the next
+  WORK-REQUEST offers the config again; reports from other addresses are logged and ignored. The answer
+  is a bye.
 
 Malformed XML gets 400 and one log line naming the peer and what was wrong. What is done is kept in
 memory: a restart of ``ztp serve`` offers the config again to a device that asks (a configured IOS-XE does
@@ -27,6 +29,7 @@ from ipaddress import IPv4Address
 
 from aiohttp import web
 
+from ztp.access import ACCESS_OPEN
 from ztp.config import Config, Device
 from ztp.devices import boot_file_name, device_boot_file
 from ztp.leases.table import Lease, LeaseState, LeaseTable
@@ -83,25 +86,28 @@ class PnpService:
             return None
         return lease
 
-    def identify(self, serial: str, peer: str) -> PnpDevice | None:
-        """The device by its serial in the inventory, else by the bound lease its address holds."""
-        config = self.config()
-        inventory = config.inventory
-        device: Device | None = inventory.by_serial.get(serial.lower())
+    def by_address(self, peer: str) -> PnpDevice | None:
+        """The device whose reservation `peer` is, else the holder of the bound lease on it."""
+        inventory = self.config().inventory
+        device = next((d for d in inventory.devices if d.ip is not None and str(d.ip) == peer), None)
         if device is not None:
-            return PnpDevice(device.hostname, device_boot_file(device), "serial")
+            return PnpDevice(device.hostname, device_boot_file(device), "address")
         lease = self._lease_of(peer)
         if lease is None:
             return None
         device = inventory.by_mac.get(lease.mac) or (inventory.by_hostname.get(lease.hostname)
                                                      if lease.hostname else None)
-        if device is None:
-            # Reserved addresses are the inventory's too: a device reaching us from its reservation.
-            device = next((d for d in inventory.devices if d.ip is not None and str(d.ip) == peer), None)
         name = boot_file_name(inventory, device, lease.mac)
         if name is None:
             return None
         return PnpDevice(device.hostname if device is not None else lease.mac, name, "lease")
+
+    def identify(self, serial: str, peer: str) -> PnpDevice | None:
+        """The device by its serial in the inventory, else by the address it asks from."""
+        device: Device | None = self.config().inventory.by_serial.get(serial.lower())
+        if device is not None:
+            return PnpDevice(device.hostname, device_boot_file(device), "serial")
+        return self.by_address(peer)
 
     def work_request(self, req: WorkRequest, peer: str, base_url: str) -> Answer:
         """The answer to a WORK-REQUEST: a config-upgrade, or a bye when there is no work."""
@@ -120,7 +126,13 @@ class PnpService:
                              peer, req.udi, device.how, location, self.apply_to))
 
     def work_response(self, resp: WorkResponse, peer: str) -> Answer:
-        """The answer to a WORK-RESPONSE (always a bye), recording success or failure."""
+        """The answer to a WORK-RESPONSE (always a bye), recording success or failure.
+
+        An outcome counts (done, the timeline) only from an address of the device (its reservation or
+        lease), as the config itself is served only there; a serial is no secret (it is on the box's label),
+        so a report from anywhere else is logged and ignored. With ``provisioning.access: open`` every
+        address counts, as for the config route.
+        """
         bye = pnp_xml.build_bye(Bye(str(resp.udi), resp.correlator))
         boot_file = self.offered.pop(resp.correlator, None)
         device = self.identify(resp.udi.sn, peer)
@@ -130,6 +142,10 @@ class PnpService:
         if resp.service != pnp_xml.NS_CONFIG_UPGRADE or boot_file is None:
             return Answer(bye, ("%s pnp work-response from %s for %s (correlator %s): nothing ztp asked for",
                                 key, peer, resp.service, resp.correlator))
+        holder = self.by_address(peer)
+        if self.config().provisioning_access != ACCESS_OPEN and (holder is None or holder.boot_file != boot_file):
+            return Answer(bye, ("%s pnp work-response for %s from %s (%s) ignored: that address holds neither "
+                                "the device's lease nor its reservation", key, boot_file, peer, resp.udi))
         if resp.success:
             self.done[boot_file] = resp.udi.sn
             return Answer(bye, ("%s pnp config-upgrade of %s succeeded on %s (%s)", key, boot_file, peer, resp.udi),
