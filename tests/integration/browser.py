@@ -54,12 +54,20 @@ def main(url: str, key: str, shots: Path, subnet: str = "10.60.0.0/24") -> None:
         pool_before = wait(pool, 30, f"the {subnet} pool bar")
         print(f"LOADED {pool_before[0]}", flush=True)
 
+        def text(selector: str) -> str:
+            # One script per read (see state()): what it shows is redrawn by live updates.
+            return str(driver.execute_script(
+                "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", selector))
+
         def state() -> str | None:
-            found = driver.find_elements(By.ID, row)
-            return found[0].get_attribute("data-state") if found else None
+            # Read in one script, like pool(): the row is replaced by each live update, so an element found
+            # first and read after could go stale between the two (it failed a CI run so).
+            found = driver.execute_script(
+                "const r = document.getElementById(arguments[0]); return r ? r.dataset.state : null;", row)
+            return str(found) if found else None
 
         wait(lambda: state() == "bound", 30, f"{key} bound on the dashboard")
-        bound_count = driver.find_element(By.CSS_SELECTOR, "#count-bound b").text
+        bound_count = text("#count-bound b")
         # The pool bar follows over the same event stream (at most POOLS_INTERVAL after the binding).
         pool_after = wait(lambda: (p := pool()) is not None and p[0] != pool_before[0] and p, 10,
                           f"the {subnet} pool bar to change live")
@@ -67,13 +75,14 @@ def main(url: str, key: str, shots: Path, subnet: str = "10.60.0.0/24") -> None:
         print("SEEN bound", flush=True)
         wait(lambda: state() == "confirmed", 30, f"{key} confirmed on the dashboard (live)")
         marker = driver.execute_script("return window.__ztpFirstLoad || null;")
-        live = driver.find_element(By.ID, "live").text
-        confirmed_count = driver.find_element(By.CSS_SELECTOR, "#count-confirmed b").text
+        live = text("#live")
+        confirmed_count = text("#count-confirmed b")
         driver.save_screenshot(str(shots / "dashboard.png"))
         driver.find_element(By.CSS_SELECTOR, f"#{row} a").click()
         wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")) >= 3, 20, "timeline rows")
-        kinds = [tr.get_attribute("data-kind") for tr in driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")]
-        page_state = driver.find_element(By.ID, "state").text
+        kinds = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#timeline tbody tr'), tr => tr.dataset.kind);")
+        page_state = text("#state")
         driver.save_screenshot(str(shots / "device.png"))
         print(json.dumps({"marker": marker, "live": live, "bound_count": bound_count, "pool_before": pool_before,
                           "pool_after": pool_after,
