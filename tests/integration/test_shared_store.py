@@ -347,7 +347,10 @@ def test_either_appliance_shows_a_devices_timeline_and_resolves_its_name(pair: P
 RELAYED = {"a": "10.50.0.1", "b": "10.50.0.2"}
 
 
-def _relayed_config(tmp: Path, name: str, dsn: str, *, lease_time: int) -> Path:
+def _relayed_config(tmp: Path, name: str, dsn: str, *, lease_time: int, relay: str = "10.70.0.1",
+                    network: str = "10.70.0.0/24", pool: str = "10.70.0.100-10.70.0.250") -> Path:
+    """Appliance `name`'s config: the shared PostgreSQL, listening on its upstream address, serving the
+    access segment behind the relay at `relay` (`network`, `pool`)."""
     inv = tmp / "inventory.yaml"
     if not inv.exists():
         inv.write_text((REPO / "inventory.yaml").read_text())
@@ -362,13 +365,13 @@ listen: [{RELAYED[name]}]
 dhcp:
   interfaces: [s1]
   lease_time: {lease_time}
-  relays: [10.50.0.254, 10.70.0.1]
+  relays: [10.50.0.254, {relay}]
   subnets:
     - network: 10.50.0.0/24
     - network: 10.60.0.0/24         # the inventory's reservations (not on this lab's wires)
-    - network: 10.70.0.0/24
-      pool: 10.70.0.100-10.70.0.250
-      routers: [10.70.0.1]
+    - network: {network}
+      pool: {pool}
+      routers: [{relay}]
 tftp:
   root: {REPO / 'tftpboot'}
 """)
@@ -489,34 +492,6 @@ STORM = 1000
 STORM_RELAY = "10.72.0.1"
 
 
-def _storm_config(tmp: Path, name: str, dsn: str) -> Path:
-    inv = tmp / "inventory.yaml"
-    if not inv.exists():
-        inv.write_text((REPO / "inventory.yaml").read_text())
-    cfg = tmp / f"ztp-{name}.yaml"
-    cfg.write_text(f"""state_dir: {tmp / f'state-{name}'}
-state:
-  backend: postgresql
-  dsn: "{dsn}"
-templates: {REPO / 'templates'}
-inventory: {inv}
-listen: [{RELAYED[name]}]
-dhcp:
-  interfaces: [s1]
-  lease_time: 3600
-  relays: [10.50.0.254, {STORM_RELAY}]
-  subnets:
-    - network: 10.50.0.0/24
-    - network: 10.60.0.0/24         # the inventory's reservations (not on this lab's wires)
-    - network: 10.72.0.0/20
-      pool: 10.72.1.0-10.72.15.250
-      routers: [{STORM_RELAY}]
-tftp:
-  root: {REPO / 'tftpboot'}
-""")
-    return cfg
-
-
 @pytest.fixture(params=["ztp relay", "dhcrelay"])
 def storm(request: pytest.FixtureRequest, lab: Lab, tmp_path: Path, pg_dsn: str) -> tuple[Pair, str]:
     """Both appliances serving (PostgreSQL) behind `ztp relay` or ISC dhcrelay forwarding to both, a /20 on
@@ -548,7 +523,8 @@ def storm(request: pytest.FixtureRequest, lab: Lab, tmp_path: Path, pg_dsn: str)
         lab.wait_for(lambda: bindings.exists() or proc.poll() is not None, 15, "ztp relay to start")
     assert proc.poll() is None, log.read_text(errors="replace")
     for name in RELAYED:
-        pair.configs[name] = _storm_config(tmp_path, name, pg_dsn)
+        pair.configs[name] = _relayed_config(tmp_path, name, pg_dsn, lease_time=3600, relay=STORM_RELAY,
+                                             network="10.72.0.0/20", pool="10.72.1.0-10.72.15.250")
     up_ = subprocess.run([*ZTP, "db", "upgrade", "--config", str(pair.configs["a"])], capture_output=True,
                          text=True, timeout=60, check=False, env={**os.environ, **ENV})
     assert up_.returncode == 0, up_.stdout + up_.stderr
