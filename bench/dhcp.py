@@ -83,23 +83,27 @@ _TIMERS = re.compile(r"\*\*\*Timestamps for packets: (\S+)\*\*\*")
 _SENT_RECEIVED = re.compile(r"sent / received: ([0-9.]+) / ([0-9.]+)")
 
 
-def parse_timers(text: str) -> dict[str, list[float]]:
-    """perfdhcp -x t: every successful exchange's delay in ms, per exchange ("DISCOVER-OFFER", "REQUEST-ACK")."""
-    out: dict[str, list[float]] = {}
-    current: list[float] | None = None
+def _sections(text: str, header: re.Pattern[str]) -> dict[str, list[str]]:
+    """perfdhcp's output split into the sections whose `***...***` header line matches `header` (its group 1
+    names the exchange); every other `***` line ends a section."""
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
     for line in text.splitlines():
-        m = _TIMERS.search(line)
+        m = header.search(line)
         if m:
             current = out.setdefault(m.group(1), [])
-            continue
-        if line.startswith("***"):
+        elif line.startswith("***"):
             current = None
-            continue
-        if current is not None:
-            sr = _SENT_RECEIVED.match(line)
-            if sr:
-                current.append((float(sr.group(2)) - float(sr.group(1))) * 1000)
+        elif current is not None:
+            current.append(line)
     return out
+
+
+def parse_timers(text: str) -> dict[str, list[float]]:
+    """perfdhcp -x t: every successful exchange's delay in ms, per exchange ("DISCOVER-OFFER", "REQUEST-ACK")."""
+    return {name: [(float(m.group(2)) - float(m.group(1))) * 1000
+                   for m in map(_SENT_RECEIVED.match, lines) if m]
+            for name, lines in _sections(text, _TIMERS).items()}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -113,24 +117,16 @@ def percentile(values: list[float], q: float) -> float | None:
 def parse_perfdhcp(text: str) -> dict[str, dict[str, float]]:
     """perfdhcp's per-exchange statistics: {"DISCOVER-OFFER": {"sent packets": .., "avg delay": ..}, ...}."""
     out: dict[str, dict[str, float]] = {}
-    current: dict[str, float] | None = None
-    for line in text.splitlines():
-        m = _SECTION.search(line)
-        if m:
-            current = out.setdefault(m.group(1), {})
-            continue
-        if line.startswith("***"):
-            current = None
-            continue
-        if current is None or ":" not in line:
-            continue
-        key, _, value = line.partition(":")
-        num = re.match(r"\s*(-?[0-9.]+)", value)
-        if num:
-            try:
-                current[key.strip()] = float(num.group(1))
-            except ValueError:
-                pass
+    for name, lines in _sections(text, _SECTION).items():
+        current = out[name] = {}
+        for line in lines:
+            key, colon, value = line.partition(":")
+            num = re.match(r"\s*(-?[0-9.]+)", value) if colon else None
+            if num:
+                try:
+                    current[key.strip()] = float(num.group(1))
+                except ValueError:
+                    pass
     return out
 
 
