@@ -8,7 +8,8 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime+stime of `pid` (all threads) plus what its reaped children used (tftpd-hpa forks per transfer).
+    """utime+stime of `pid` (all threads), of its live child processes (ztp's lease writer), and what its
+    reaped children used (tftpd-hpa forks per transfer).
 
     0.0 when the process is gone.
     """
@@ -20,7 +21,18 @@ def cpu_seconds(pid: int) -> float:
     # Field 2 (comm) may contain spaces: split after its closing parenthesis; utime is field 14.
     fields = raw[raw.rindex(")") + 2:].split()
     utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-    return (utime + stime + cutime + cstime) / _TICK
+    return (utime + stime + cutime + cstime) / _TICK + sum(cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                out += [int(c) for c in fh.read().split()]
+    except OSError:
+        pass
+    return out
 
 
 def rss_kib(pid: int) -> int:

@@ -95,7 +95,8 @@ def drop_privileges(user: str, *, state_dir: Path, keep: Iterable[int] = KEPT) -
 
     Already running as `user`: nothing to do. Not root: PrivilegeError (only root can switch users).
     Capabilities are per thread: the calling (event-loop) thread keeps `keep`; threads started before
-    the switch (the lease writer) lose every capability with root, which they never needed.
+    the switch lose every capability with root, which they never needed. The SQLite lease writer process
+    calls this itself with `keep=()` once its database is open.
     """
     entry = lookup_user(user)
     uid, gid = entry.pw_uid, entry.pw_gid

@@ -82,6 +82,12 @@ def test_serve_runs_as_the_user_with_two_capabilities_and_still_serves(appliance
     # The leases were written as the user, into the state directory it was given.
     db = state_dir / "leases.sqlite3"
     assert db.stat().st_uid == uid and state_dir.stat().st_uid == uid
+    # ... by the lease writer process: started as root before the switch, now the user with no capability.
+    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+                for c in (task / "children").read_text().split()]
+    (writer,) = [c for c in children if b"ztp.rowwriter" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert _status(writer)["Uid"].split() == [str(uid)] * 4 and _status(writer)["Groups"] == ""
+    assert effective_capabilities(writer) == 0 and int(_status(writer)["CapBnd"], 16) == 0
     appliance.stop()
     log = appliance.log.read_text()
     stopped = next(line for line in log.splitlines() if "ztp stopped; dhcp counters" in line)

@@ -184,3 +184,45 @@ def test_the_checkpointer_copies_the_wal_while_commits_go_on(tmp_path: Path, mon
         assert conn.execute("SELECT count(*) FROM leases").fetchone()[0] == 300
     finally:
         conn.close()
+
+
+def test_the_writer_is_a_process_and_a_dead_one_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 14: the writing happens in a process of its own (no GIL shared with the event loop). When it
+    # dies, what it held fails (no ACK for it) and the next commit starts another.
+    import os
+    import signal
+
+    from ztp.leases.store import sqlite as store
+    monkeypatch.setattr(store, "RESPAWN_AFTER", 0.0)
+    path = database_path(tmp_path)
+
+    async def main() -> None:
+        writer = LeaseWriter(path)
+        writer.start(asyncio.get_running_loop())
+        try:
+            await asyncio.wait_for(writer.commit(lease(1)), 10)
+            first = writer._proc
+            assert first is not None and first.pid != os.getpid()
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait()
+            with pytest.raises(OSError, match="writer process exited"):
+                # Queued to the dead process (or refused by it): failed, never reported durable.
+                await asyncio.wait_for(writer.commit(lease(2)), 10)
+            await asyncio.wait_for(writer.commit(lease(3)), 10)
+            assert writer._proc is not None and writer._proc.pid != first.pid
+        finally:
+            writer.close()
+
+    asyncio.run(main())
+    assert {x.ip for x in load_leases(path)} == {lease(1).ip, lease(3).ip}
+
+
+def test_frames_are_decoded_whatever_the_pieces_they_arrive_in() -> None:
+    from ztp.rowwriter import FrameReader, frame
+
+    stream = frame([("10.0.0.1", "a", 1.5, None)]) + frame((1, None, 2, 3, 4)) + frame([])
+    reader = FrameReader()
+    got = []
+    for i in range(0, len(stream), 3):
+        got += reader.feed(stream[i:i + 3])
+    assert got == [[("10.0.0.1", "a", 1.5, None)], (1, None, 2, 3, 4), []] and not reader.partial

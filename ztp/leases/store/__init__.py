@@ -97,7 +97,7 @@ def open_store(config: Config) -> LeaseBackend:
 
         assert config.state.dsn is not None
         return PostgresStore(config.state.dsn, refresh=config.state.refresh, where=_where(config))
-    return LeaseWriter(database_path(config.state_dir))
+    return LeaseWriter(database_path(config.state_dir), user=config.user)
 
 
 def read_leases(config: Config) -> list[Lease]:

@@ -1,4 +1,4 @@
-"""The embedded lease store (the default): SQLite in WAL mode with synchronous=FULL, one writer thread,
+"""The embedded lease store (the default): SQLite in WAL mode with synchronous=FULL, one writer process,
 group commit.
 
 RFC 2131 §3.1 (2) and §4.3.2: the server commits the binding to persistent storage before sending the
@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
-import threading
+import subprocess
+import sys
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
-from ztp.leases.store.writequeue import WriteQueue
 from ztp.leases.table import Lease, LeaseState
+from ztp.rowwriter import FrameReader, frame
 from ztp.sqlbatch import CACHED_STATEMENTS, write_rows
 
 log = logging.getLogger("ztp.leases")
@@ -42,6 +47,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 _UPSERT = "INSERT OR REPLACE INTO leases (ip, client, mac, state, expires, updated, hostname, vendor)"
 CHECKPOINT_EVERY = 1.0  # seconds between the checkpointer's passive WAL checkpoints
+BUSY_TIMEOUT = 5.0  # seconds the writer waits for another process's lock on the database before failing
+RESPAWN_AFTER = 1.0  # seconds between attempts to start the writer process
 
 
 def database_path(state_dir: Path) -> Path:
@@ -138,27 +145,38 @@ def _row(lease: Lease) -> tuple[str, str, str, str, float, float, str | None, st
             lease.hostname, lease.vendor)
 
 
+class LeaseWriterError(OSError):
+    """The writer process is gone (it exited or could not start): the commits it held are not durable."""
+
+
 class LeaseWriter:
-    """Persists leases from the event loop; a dedicated thread batches them into fsync'd transactions.
+    """Persists leases from the event loop through a writer process (`ztp.rowwriter`) that batches them into
+    fsync'd transactions.
 
     The embedded `ztp.leases.store.LeaseBackend`: one appliance owns the file, so nothing is shared.
 
-    The WAL is checkpointed by a thread of its own (PASSIVE, every CHECKPOINT_EVERY s: it never blocks the
-    writer), not by the commit that happens to cross SQLite's 1,000-page mark: that commit copied the WAL
-    into the database and synced it before its ACKs could leave, the slowest commits of a storm.
+    `commit` queues a row; once per pass of the event loop the rows queued in it go to the writer as one
+    frame, and a commit's future completes when the writer acknowledges the transaction that held it. The
+    writer is a process, not a thread: its work never takes the event loop's GIL (issue 14). `start` starts
+    it (as `user` once it has the database open, when given); after it died the next commit starts another,
+    at most once a second; the commits it held, or that arrive while it cannot be started, fail (no ACK
+    leaves for them). Its checkpointer (PASSIVE every CHECKPOINT_EVERY s:
+    it never blocks the writer) keeps the WAL short; `close` truncates it.
     """
 
     shared = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, user: str | None = None) -> None:
         self.path = path
-        self._conn = _connect(path)
-        self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread's job
-        self._queue: WriteQueue[tuple[Lease, asyncio.Future[None] | None]] = WriteQueue()
+        self.user = user
+        self._conn = _connect(path)  # creates or upgrades the schema; tools' reads and `write_all`
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, name="lease-writer", daemon=True)
-        self._stop_checkpoints = threading.Event()
-        self._checkpointer = threading.Thread(target=self._checkpoints, name="lease-checkpoint", daemon=True)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._queued: list[tuple[Lease, asyncio.Future[None] | None]] = []
+        self._out = bytearray()  # frames the pipe did not take yet
+        self._inflight: deque[list[asyncio.Future[None]]] = deque()  # per frame sent, its waiting commits
+        self._acks = FrameReader()
+        self._next_spawn = 0.0
         self.transactions = 0
         self.rows = 0
         self.checkpoints = 0
@@ -169,56 +187,152 @@ class LeaseWriter:
 
     def start(self, loop: asyncio.AbstractEventLoop,
               on_remote: Callable[[list[Lease]], None] | None = None) -> None:
-        """Start the writer thread; futures are completed on `loop` (`on_remote` is never called: no peers)."""
+        """Start the writer process; commits are made on `loop` (`on_remote` is never called: no peers)."""
         self._loop = loop
-        self._thread.start()
-        self._checkpointer.start()
-
-    def _checkpoints(self) -> None:
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute("PRAGMA synchronous=FULL")
-            while not self._stop_checkpoints.wait(CHECKPOINT_EVERY):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
-                except sqlite3.Error as exc:  # the commits go on; the WAL only grows until the next one works
-                    log.warning("lease database %s: WAL checkpoint failed: %s", self.path, exc)
-        finally:
-            conn.close()
+        self._spawn()
 
     def commit(self, lease: Lease) -> asyncio.Future[None]:
         """Queue a lease; the returned future completes once it is on stable storage."""
         assert self._loop is not None, "start() first"
         fut: asyncio.Future[None] = self._loop.create_future()
-        self._queue.put((lease, fut))
+        self._queue(lease, fut)
         return fut
 
     def write_soon(self, lease: Lease) -> None:
         """Queue a lease nobody waits for (release, decline)."""
-        self._queue.put((lease, None))
+        self._queue(lease, None)
 
-    def _run(self) -> None:
-        while (batch := self._queue.take()) is not None:
-            error: BaseException | None = None
-            try:
-                write_rows(self._conn, _UPSERT, [_row(lease) for lease, _ in batch])
-                self.transactions += 1
-                self.rows += len(batch)
-            except sqlite3.Error as exc:
-                error = exc
-            futures = [f for _, f in batch if f is not None]
-            if futures and self._loop is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(_settle, futures, error)
+    def _queue(self, lease: Lease, fut: asyncio.Future[None] | None) -> None:
+        if not self._queued:
+            assert self._loop is not None, "start() first"
+            self._loop.call_soon(self._flush)
+        self._queued.append((lease, fut))
+
+    def _flush(self) -> None:
+        """Send what this pass of the loop queued as one frame."""
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        futures = [fut for _, fut in queued if fut is not None]
+        if self._proc is None and not self._spawn():
+            _settle(futures, LeaseWriterError(f"lease database {self.path}: the writer process is not running"))
+            return
+        self._inflight.append(futures)
+        self._send(frame([_row(lease) for lease, _ in queued]))
+
+    def _spawn(self) -> bool:
+        assert self._loop is not None
+        now = time.monotonic()
+        if now < self._next_spawn:
+            return False
+        self._next_spawn = now + RESPAWN_AFTER
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "ztp.rowwriter", str(self.path), _UPSERT,
+                                     str(BUSY_TIMEOUT), str(CHECKPOINT_EVERY), self.user or ""],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        except OSError as exc:
+            log.error("lease database %s: cannot start the writer process: %s", self.path, exc)
+            return False
+        assert proc.stdin is not None and proc.stdout is not None
+        os.set_blocking(proc.stdin.fileno(), False)
+        self._loop.add_reader(proc.stdout.fileno(), self._readable)
+        self._proc = proc
+        self._acks = FrameReader()
+        return True
+
+    def _send(self, data: bytes) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and self._loop is not None
+        if self._out:
+            self._out += data
+            return
+        try:
+            sent = os.write(proc.stdin.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except BrokenPipeError:
+            return  # the writer died: its end of file on our reader fails what it held
+        if sent < len(data):
+            self._out += data[sent:]
+            self._loop.add_writer(proc.stdin.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and self._loop is not None
+        try:
+            sent = os.write(proc.stdin.fileno(), self._out)
+        except BlockingIOError:
+            return
+        except BrokenPipeError:
+            sent = len(self._out)
+        del self._out[:sent]
+        if not self._out:
+            self._loop.remove_writer(proc.stdin.fileno())
+
+    def _readable(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        try:
+            data = os.read(proc.stdout.fileno(), 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self._died()
+            return
+        self._acknowledged(self._acks.feed(data))
+
+    def _acknowledged(self, acks: list[Any]) -> None:
+        for frames, error, self.transactions, self.rows, self.checkpoints in acks:
+            failure = None if error is None else getattr(sqlite3, error[0], sqlite3.Error)(error[1])
+            for _ in range(frames):
+                _settle(self._inflight.popleft(), failure)
+
+    def _died(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None and proc.stdin is not None and self._loop is not None
+        self._loop.remove_reader(proc.stdout.fileno())
+        if self._out:
+            self._loop.remove_writer(proc.stdin.fileno())
+            self._out.clear()
+        code = proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+        self._proc = None
+        error = LeaseWriterError(f"lease database {self.path}: the writer process exited (status {code})")
+        log.error("%s; %d commits not made durable, none acknowledged", error,
+                  sum(len(f) for f in self._inflight))
+        while self._inflight:
+            _settle(self._inflight.popleft(), error)
 
     def close(self) -> None:
-        """Write what is queued, then stop the threads, checkpoint the WAL into the database and close it."""
-        self._queue.close()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._stop_checkpoints.set()
-        if self._checkpointer.is_alive():
-            self._checkpointer.join(timeout=10)
+        """Write what is queued, stop the writer process, then checkpoint the WAL into the database and close it."""
+        self._flush()
+        proc = self._proc
+        if proc is not None:
+            assert proc.stdin is not None and proc.stdout is not None and self._loop is not None
+            self._loop.remove_reader(proc.stdout.fileno())
+            if self._out:
+                self._loop.remove_writer(proc.stdin.fileno())
+            os.set_blocking(proc.stdin.fileno(), True)
+            try:
+                proc.stdin.write(bytes(self._out))
+                self._out.clear()
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            rest = proc.stdout.read()  # its last acknowledgements, until it exits
+            try:
+                self._acknowledged(self._acks.feed(rest))
+            except IndexError:
+                pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log.error("lease database %s: the writer process did not stop; killed", self.path)
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            self._proc = None
         try:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:

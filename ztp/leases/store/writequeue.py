@@ -1,6 +1,7 @@
 """What the event loop hands a store's writer thread: items in, batches out, no Python-level lock.
 
-Both lease stores (SQLite and PostgreSQL) group-commit: everything queued while a transaction is being
+The PostgreSQL lease store writes on a thread (the SQLite lease store writes in a
+process of its own, `ztp.rowwriter`). They group-commit: everything queued while a transaction is being
 written goes into the next one. The loop's side used to be a `threading.Condition` (`with cond: append;
 notify()`): Python code taking two locks per lease, about a twentieth of the loop's GIL time in a DHCP
 storm. `queue.SimpleQueue` is C: `put` never blocks and wakes the writer itself.
