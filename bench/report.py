@@ -51,6 +51,8 @@ def ratios(doc: dict[str, Any]) -> dict[str, str]:
     for peer in ("kea", "dnsmasq"):
         if peer in dhcp:
             out[f"DHCP DORA/s ztp/{peer}"] = _ratio(z, dhcp[peer].get("max_sustainable_dora_s"))
+    if "ztp-info" in dhcp:
+        out["DHCP DORA/s ztp at info / at warning"] = _ratio(dhcp["ztp-info"].get("max_sustainable_dora_s"), z)
     tftp = {t["server"]: t for t in doc.get("tftp", [])}
     if "ztp" in tftp and "tftpd-hpa" in tftp:
         zt, pt = tftp["ztp"], tftp["tftpd-hpa"]

@@ -11,9 +11,11 @@ change the server must commit before sending it. Nothing here touches a socket, 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from ipaddress import IPv4Address
+from typing import cast
 
 from ztp.config import Config
 from ztp.dhcp import options as o
@@ -74,6 +76,10 @@ class Chain:
         self.ledger = ledger
         self.handlers: tuple[Handler, ...] = tuple(handlers if handlers is not None
                                                    else default_handlers(config, ledger))
+        # Each handler's bound __call__: calling an instance goes through its type's call slot on every
+        # packet, the bound method straight to the function (2.6 % fewer instructions per DORA, issue 14).
+        self._steps: tuple[Handler, ...] = tuple(
+            h if inspect.isroutine(h) else cast(Handler, getattr(h, "__call__")) for h in self.handlers)  # noqa: B004,B009
 
     def handle(self, pkt: DhcpPacket, ingress: Ingress, now: float, *,
                cleared: IPv4Address | None = None) -> Proposal:
@@ -87,8 +93,8 @@ class Chain:
         req = Request(pkt=pkt, ingress=ingress, now=now, mtype=mtype, client=client_key(pkt), relay=relay,
                       mac=pkt.mac, cleared=cleared)
         reply = Reply(mtype=_REPLY_TYPE.get(mtype) if mtype is not None else None)
-        for handler in self.handlers:
-            out = handler(req, reply)
+        for step in self._steps:
+            out = step(req, reply)
             if isinstance(out, Proposal):
                 return out
             reply = out

@@ -18,6 +18,8 @@ from ztp.dhcp.exchange import Proposal, Reply, Request, silent
 LINK_SELECTION = 5  # RFC 3527 §3: sub-option of option 82
 _BY_CIADDR = frozenset({p.REQUEST, p.INFORM, p.RELEASE, p.DECLINE})
 _OWN_SUBNET = frozenset({p.RELEASE, p.DECLINE})  # these are judged by the address they name
+_UNKNOWN = object()
+_REMEMBERED = 4096  # interfaces and relay addresses whose subnet is remembered
 
 
 def select_subnet(config: Config, req: Request) -> tuple[Subnet | None, str]:
@@ -40,21 +42,31 @@ class SelectSubnet:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        # Broadcasts arrive on a few interfaces: their subnet is looked up once, not per request (membership
-        # tests on IPv4Network cost about a microsecond each).
+        # Broadcasts arrive on a few interfaces and relayed requests from a few relays: their subnet is looked
+        # up once, not per request (membership tests on IPv4Network cost about a microsecond each, and the
+        # text naming where a request came from is built only for the log line of one that has no subnet).
         self._by_interface: dict[IPv4Address, Subnet | None] = {}
+        self._by_giaddr: dict[IPv4Address, Subnet | None] = {}
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Choose the subnet, or drop the request with a warning naming where it came from."""
         pkt = req.pkt
-        if req.relay is None and pkt.giaddr == p.ZERO_IP and req.ingress.broadcast:
-            server = req.ingress.server_ip
-            if server not in self._by_interface:
-                self._by_interface[server] = self.config.subnet_for(server)
-            subnet = self._by_interface[server]
-            if subnet is not None:
-                reply.subnet = subnet
-                return reply
+        if req.relay is None:
+            if pkt.giaddr != p.ZERO_IP:
+                known, key = self._by_giaddr, pkt.giaddr
+            elif req.ingress.broadcast:
+                known, key = self._by_interface, req.ingress.server_ip
+            else:
+                known = None
+            if known is not None:
+                subnet = known.get(key, _UNKNOWN)
+                if subnet is _UNKNOWN:
+                    if len(known) >= _REMEMBERED:  # spoofed giaddrs must not grow it without bound
+                        known.clear()
+                    subnet = known[key] = self.config.subnet_for(key)
+                if subnet is not None:
+                    reply.subnet = subnet  # type: ignore[assignment]
+                    return reply
         subnet, where = select_subnet(self.config, req)
         if subnet is None and req.mtype not in _OWN_SUBNET:
             name = p.MESSAGE_TYPE_NAMES.get(req.mtype, "BOOTREQUEST") if req.mtype is not None else "BOOTREQUEST"
