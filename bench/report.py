@@ -209,6 +209,7 @@ def _draw(doc: dict[str, Any], path: Path) -> None:
     names = [textwrap.fill(d["label"], 16) for d in dhcp]  # long labels side by side overlapped
     vals = [d["max_sustainable_dora_s"] or 0 for d in dhcp]
     bars = ax.bar(names, vals, color=[colors.get(d["server"], "#777") for d in dhcp])
+    ax.tick_params(axis="x", labelsize=8)  # five servers' labels side by side
     ax.bar_label(bars, labels=[f"{v:,}" for v in vals])
     ax.set_title("DHCP: max sustainable DORA/s (<1% incomplete)")
     if any(vals):

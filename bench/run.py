@@ -31,7 +31,7 @@ from ztp.lab import Lab, LabError, require_root
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SECTIONS = ("dhcp", "tftp", "http", "storm", "render", "chain", "timeline", "shared", "profile")
-LABELS = {"ztp": "ztp", "ztp-info": "ztp, log level info (the default: two lines per DORA)",
+LABELS = {"ztp": "ztp", "ztp-info": "ztp, log level info",
           "ztp-ping": "ztp, dhcp.ping_check on",
           "kea": "Kea 2.2 (memfile, persist)", "dnsmasq": "dnsmasq 2.90", "tftpd-hpa": "tftpd-hpa 5.2"}
 
