@@ -13,7 +13,8 @@ The protocol (both directions: a 4-byte big-endian length, then a `marshal` body
   ``(frames, error, transactions, rows, checkpoints)``: ``frames`` is how many frames it covered (in
   order), ``error`` None when they are on stable storage, else ``(sqlite3 exception name, message)``;
   the counters are totals.
-End of input (the parent closed the pipe, or exited) ends the writer once it has written what it read.
+End of input (the parent closed the pipe, or exited) ends the writer once it has written what it read;
+SIGINT and SIGTERM do not (they reach the whole process group or unit when `ztp serve` is stopped).
 
 Run as ``python -m ztp.rowwriter DATABASE INSERT_HEAD BUSY_TIMEOUT CHECKPOINT_EVERY [USER]``; it imports
 nothing of ztp but this module, `ztp.sqlbatch` and `ztp.privilege`, so it starts in a few tens of
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import signal
 import sqlite3
 import struct
 import sys
@@ -154,6 +156,10 @@ def serve(read_fd: int, write_fd: int, path: str, head: str, busy_timeout: float
 
 
 def main(argv: list[str]) -> int:
+    # Ctrl-C in a terminal and systemd's stop (SIGTERM to every process of the unit) reach this process
+    # too: it ends at end of input instead, once `ztp serve` has closed the pipe after its last commit.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     path, head, busy_timeout, checkpoint_every, *user = argv
     try:
         serve(0, 1, path, head, float(busy_timeout), float(checkpoint_every), *user)

@@ -203,6 +203,12 @@ def test_the_writer_is_a_process_and_a_dead_one_is_replaced(tmp_path: Path, monk
             await asyncio.wait_for(writer.commit(lease(1)), 10)
             first = writer._proc
             assert first is not None and first.pid != os.getpid()
+            # Stopping ztp serve signals its whole process group (Ctrl-C) or unit (systemd): the writer waits
+            # for the end of its input instead of dying with commits in flight.
+            os.kill(first.pid, signal.SIGTERM)
+            os.kill(first.pid, signal.SIGINT)
+            await asyncio.wait_for(writer.commit(lease(4)), 10)
+            assert first.poll() is None
             os.kill(first.pid, signal.SIGKILL)
             first.wait()
             with pytest.raises(OSError, match="writer process exited"):
@@ -214,7 +220,7 @@ def test_the_writer_is_a_process_and_a_dead_one_is_replaced(tmp_path: Path, monk
             writer.close()
 
     asyncio.run(main())
-    assert {x.ip for x in load_leases(path)} == {lease(1).ip, lease(3).ip}
+    assert {x.ip for x in load_leases(path)} == {lease(1).ip, lease(3).ip, lease(4).ip}
 
 
 def test_frames_are_decoded_whatever_the_pieces_they_arrive_in() -> None:
