@@ -49,6 +49,7 @@ _UPSERT = "INSERT OR REPLACE INTO leases (ip, client, mac, state, expires, updat
 CHECKPOINT_EVERY = 1.0  # seconds between the checkpointer's passive WAL checkpoints
 BUSY_TIMEOUT = 5.0  # seconds the writer waits for another process's lock on the database before failing
 RESPAWN_AFTER = 1.0  # seconds between attempts to start the writer process
+CLOSE_TIMEOUT = 10.0  # seconds the writer process has to finish at close before it is killed
 
 
 def database_path(state_dir: Path) -> Path:
@@ -160,8 +161,8 @@ class LeaseWriter:
     writer is a process, not a thread: its work never takes the event loop's GIL (issue 14). `start` starts
     it (as `user` once it has the database open, when given); after it died the next commit starts another,
     at most once a second; the commits it held, or that arrive while it cannot be started, fail (no ACK
-    leaves for them). Its checkpointer (PASSIVE every CHECKPOINT_EVERY s:
-    it never blocks the writer) keeps the WAL short; `close` truncates it.
+    leaves for them). Its checkpointer (PASSIVE every CHECKPOINT_EVERY s: it never blocks the writer)
+    keeps the WAL short; `close` truncates it.
     """
 
     shared = False
@@ -315,22 +316,15 @@ class LeaseWriter:
                 self._loop.remove_writer(proc.stdin.fileno())
             os.set_blocking(proc.stdin.fileno(), True)
             try:
-                proc.stdin.write(bytes(self._out))
-                self._out.clear()
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            rest = proc.stdout.read()  # its last acknowledgements, until it exits
-            try:
-                self._acknowledged(self._acks.feed(rest))
-            except IndexError:
-                pass
-            try:
-                proc.wait(timeout=10)
+                # The rest of what it was sent, end of input, then its last acknowledgements until it exits.
+                rest, _ = proc.communicate(bytes(self._out), timeout=CLOSE_TIMEOUT)
             except subprocess.TimeoutExpired:
-                log.error("lease database %s: the writer process did not stop; killed", self.path)
+                log.error("lease database %s: the writer process did not stop in %s s; killed", self.path,
+                          CLOSE_TIMEOUT)
                 proc.kill()
-                proc.wait()
+                rest, _ = proc.communicate()
+            self._out.clear()
+            self._acknowledged(self._acks.feed(rest))
             proc.stdout.close()
             self._proc = None
         try:
