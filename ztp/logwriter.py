@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import threading
 import time
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 from typing import TextIO
 
 _PLAIN = frozenset({str, int, float, bool, IPv4Address, IPv4Network, type(None)})
+# What a record made by `fast_log` carries; a format naming anything else gets standard records.
+_FAST_FIELDS = frozenset({"asctime", "levelname", "levelno", "name", "message", "created", "msecs"})
+_active: LogWriter | None = None  # the LogWriter `install` put on the root logger
 
 
 class LogWriter(logging.Handler):
@@ -143,4 +148,50 @@ def install(level: int, stream: TextIO, fmt: str) -> LogWriter | None:
     logging.logMultiprocessing = False
     handler = LogWriter(stream, fmt)
     root.addHandler(handler)
+    global _active
+    _active = handler if set(re.findall(r"%\((\w+)\)", fmt)) <= _FAST_FIELDS else None
     return handler
+
+
+Log = Callable[[int, str, tuple[object, ...]], None]
+
+
+def fast_log(logger: logging.Logger) -> Log:
+    """``log(level, msg, args)``: what ``logger.log(level, msg, *args)`` does, for the per-packet lines.
+
+    When `install` put the only handler on the path (no filter, no other handler, nothing disabled), the
+    record goes straight onto its queue: a LogRecord with just the fields ztp's format shows, without the
+    logging module's record factory and handler walk (about a microsecond instead of four to seven a line:
+    two lines per DORA at the default level, issue 14). Otherwise through `logger.log`, unchanged.
+    """
+    def log(level: int, msg: str, args: tuple[object, ...]) -> None:
+        writer = _active
+        if writer is None or level < writer.level or not _plain_path(logger, writer) \
+                or not logger.isEnabledFor(level):
+            logger.log(level, msg, *args)
+            return
+        now = time.time()
+        record = _new_record(logging.LogRecord)
+        record.__dict__.update(name=logger.name, msg=msg, args=args, levelno=level,
+                               levelname=logging.getLevelName(level), created=now,
+                               msecs=(now - int(now)) * 1000, exc_info=None, exc_text=None, stack_info=None)
+        writer.emit(record)
+
+    return log
+
+
+_new_record = logging.LogRecord.__new__
+
+
+def _plain_path(logger: logging.Logger, writer: LogWriter) -> bool:
+    node: logging.Logger | None = logger
+    while node is not None:
+        if node.filters or node.disabled:
+            return False
+        if node.handlers:
+            return node.parent is None and len(node.handlers) == 1 and node.handlers[0] is writer \
+                and not writer.filters
+        if not node.propagate:
+            return False
+        node = node.parent
+    return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 import pytest
@@ -91,3 +92,55 @@ def test_install_leaves_existing_handlers_alone(caplog: pytest.LogCaptureFixture
         assert install(logging.WARNING, io.StringIO(), FMT) is None  # like basicConfig: a test's handlers stay
         logging.getLogger("test.logwriter.install").warning("seen by caplog")
     assert [r.getMessage() for r in caplog.records] == ["seen by caplog"]
+
+
+@pytest.fixture
+def installed() -> Iterator[tuple[LogWriter, io.StringIO]]:
+    """`install` on a root logger without the test runner's handlers (restored afterwards)."""
+    import ztp.logwriter as lw
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging._srcfile, logging.logThreads, logging.logProcesses,
+             logging.logMultiprocessing, lw._active)
+    root.handlers.clear()
+    stream = io.StringIO()
+    handler = lw.install(logging.INFO, stream, FMT)
+    assert handler is not None
+    yield handler, stream
+    root.removeHandler(handler)
+    handler.close()
+    (root.handlers[:], level, logging._srcfile, logging.logThreads, logging.logProcesses,
+     logging.logMultiprocessing, lw._active) = saved
+    root.setLevel(level)
+
+
+def test_fast_log_writes_what_logger_log_writes(installed: tuple[LogWriter, io.StringIO]) -> None:
+    from ztp.logwriter import fast_log
+    handler, stream = installed
+    logger = logging.getLogger("ztptest.fast")
+    log = fast_log(logger)
+    args = ("02:00:00:00:00:07", IPv4Address("10.60.0.7"), " (leaf07)", IPv4Address("10.60.0.1"))
+    log(logging.INFO, "%s dhcp DISCOVER -> OFFER %s%s via %s", args)
+    logger.info("%s dhcp DISCOVER -> OFFER %s%s via %s", *args)
+    log(logging.DEBUG, "%s not shown", ("x",))  # under the root's level
+    log(logging.WARNING, "%s shown", ("y",))
+    handler.flush()
+    lines = [line[24:] for line in stream.getvalue().splitlines()]  # after the timestamp
+    assert lines == ["INFO    02:00:00:00:00:07 dhcp DISCOVER -> OFFER 10.60.0.7 (leaf07) via 10.60.0.1"] * 2 \
+        + ["WARNING y shown"]
+
+
+def test_fast_log_goes_through_logging_when_something_else_listens(installed: tuple[LogWriter, io.StringIO]) -> None:
+    from ztp.logwriter import fast_log
+    handler, stream = installed
+    logger = logging.getLogger("ztptest.fast.watched")
+    seen: list[logging.LogRecord] = []
+    extra = logging.Handler()
+    extra.emit = seen.append  # type: ignore[method-assign,assignment]
+    logger.addHandler(extra)
+    try:
+        fast_log(logger)(logging.INFO, "%s seen by both", ("a",))
+    finally:
+        logger.removeHandler(extra)
+    handler.flush()
+    assert [r.getMessage() for r in seen] == ["a seen by both"]
+    assert stream.getvalue().endswith("INFO    a seen by both\n")

@@ -19,11 +19,13 @@ from ztp.dhcp.packet import DhcpPacket, MalformedPacket
 from ztp.dhcp.reply import LIMITED_BROADCAST, Destination, destination
 from ztp.leases.ledger import LeaseChange, Ledger
 from ztp.leases.store import LeaseConflict
+from ztp.logwriter import fast_log
 from ztp.net.arp import inject_arp
 from ztp.net.icmp import Pinger, neighbour_mac
 from ztp.net.sockets import InterfaceTable, parse_pktinfo, pktinfo_cmsg, udp_socket
 
 log = logging.getLogger("ztp.dhcp")
+_log = fast_log(log)  # the per-request lines (two per DORA at the default level)
 _BUF = 4096
 MAX_PROBES = 3  # addresses probed for one DISCOVER before it is dropped (the client will ask again)
 
@@ -172,9 +174,9 @@ class DhcpServer:
             # thread): the arguments travel unformatted.
             fmt = proposal.log_format if proposal.log_args else proposal.log_format.replace("%", "%%")
             if pkt.giaddr != p.ZERO_IP:
-                log.log(proposal.level, "%s dhcp " + fmt + " via %s", pkt.mac, *proposal.log_args, pkt.giaddr)
+                _log(proposal.level, "%s dhcp " + fmt + " via %s", (pkt.mac, *proposal.log_args, pkt.giaddr))
             else:
-                log.log(proposal.level, "%s dhcp " + fmt + " on %s", pkt.mac, *proposal.log_args, ingress.ifname)
+                _log(proposal.level, "%s dhcp " + fmt + " on %s", (pkt.mac, *proposal.log_args, ingress.ifname))
         if proposal.probe is not None:
             self._probe(pkt, ingress, proposal.probe, proposal.change, probes)
             return
