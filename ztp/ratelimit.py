@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from ztp.bounded import make_room
+
 
 class SourceRateLimiter:
     """A token bucket per source address: ``rate`` messages/s sustained, up to ``burst`` at once (sans-I/O).
 
     Fed ``(source, now)``; never reads a clock. ``rate`` 0 admits everything. The table is bounded by
-    ``max_sources``: when full, the least recently seen source is forgotten. A forgotten source comes back
+    ``max_sources``: when full, the least recently seen sources (a sixteenth of
+    the table, `ztp.bounded.make_room`) are forgotten. A forgotten source comes back
     with a full bucket, which is also what any source idle for ``burst / rate`` seconds has, so eviction
     only ever favours a source that was being limited and has since gone quiet for a while.
     """
@@ -43,8 +46,7 @@ class SourceRateLimiter:
         buckets = self._buckets
         bucket = buckets.pop(source, None)
         if bucket is None:
-            if len(buckets) >= self.max_sources:
-                del buckets[next(iter(buckets))]
+            make_room(buckets, self.max_sources)
             tokens = self.burst
         else:
             tokens, last = bucket

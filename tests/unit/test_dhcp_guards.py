@@ -97,7 +97,7 @@ def test_spoofed_macs_cannot_grow_the_rate_limit_tables(tmp_path: Path) -> None:
     limit = RateLimit(config)
     for n in range(MAX_CLIENTS + 5000):
         assert limit.clients.allow(f"02:{n:010x}", T0)
-    assert len(limit.clients) == MAX_CLIENTS
+    assert MAX_CLIENTS - MAX_CLIENTS // 16 < len(limit.clients) <= MAX_CLIENTS  # bounded (room made in batches)
 
 
 # --- conflict detection --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ztp.bounded import make_room
 from ztp.config import ConfigError, load_config
 from ztp.dns.server import DEFAULT_RATE_LIMIT, SourceRateLimiter
 
@@ -101,3 +102,18 @@ def test_config_refuses_a_negative_rate_limit(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(_config(tmp_path, "dns:\n  zone: lab.test\n  rate_limit: -5\n"))
     assert "dns.rate_limit" in str(info.value) and ":5:" in str(info.value)
+
+
+def test_a_full_table_makes_room_in_batches_of_its_least_recently_seen() -> None:
+    table = {key: key for key in range(64)}
+    table[0] = table.pop(0)  # seen again: now the most recent
+    make_room(table, 64)
+    assert len(table) == 60  # a sixteenth forgotten at once (the front walk is paid once per 4 inserts)
+    assert list(table)[:2] == [5, 6] and 0 in table  # 1-4 were the least recently seen
+    make_room(table, 64)
+    assert len(table) == 60  # not full: nothing forgotten
+    small = {"a": 1, "b": 2}
+    make_room(small, 2)
+    assert small == {"b": 2}
+    make_room(small, 1)
+    assert small == {}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
+from ztp.bounded import make_room
+
 
 class RepeatGate:
     """Per key: let the first event through, then one per `interval` seconds, counting those held back.
@@ -31,8 +33,7 @@ class RepeatGate:
         keys = self._keys
         entry = keys.pop(key, None)
         if entry is None:
-            if len(keys) >= self.max_keys:
-                del keys[next(iter(keys))]
+            make_room(keys, self.max_keys)
             keys[key] = (now + self.interval, 0)
             return 0
         due, held = entry

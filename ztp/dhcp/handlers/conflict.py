@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from ipaddress import IPv4Address
 
+from ztp.bounded import make_room
 from ztp.config import Config
 from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal, Reply, Request
@@ -47,8 +48,7 @@ class ProbeAddress:
         now = req.now
         if req.cleared == ip:
             cleared.pop(ip, None)
-            if len(cleared) >= MAX_CLEARED:
-                del cleared[next(iter(cleared))]
+            make_room(cleared, MAX_CLEARED)
             cleared[ip] = now
             return reply
         when = cleared.get(ip)
