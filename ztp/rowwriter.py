@@ -155,11 +155,17 @@ def serve(read_fd: int, write_fd: int, path: str, head: str, busy_timeout: float
         conn.close()
 
 
-def main(argv: list[str]) -> int:
-    # Ctrl-C in a terminal and systemd's stop (SIGTERM to every process of the unit) reach this process
-    # too: it ends at end of input instead, once `ztp serve` has closed the pipe after its last commit.
+def ignore_stop_signals() -> None:
+    """Ignore SIGINT and SIGTERM. Ctrl-C in a terminal and systemd's stop (SIGTERM to every process of the
+    unit) reach this process too: it ends at end of input instead, once `ztp serve` has closed the pipe
+    after its last commit. Also `ztp serve`'s `preexec_fn` for it: ignored signals stay ignored across exec,
+    so a stop that comes while the writer is still starting does not kill it either."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def main(argv: list[str]) -> int:
+    ignore_stop_signals()
     path, head, busy_timeout, checkpoint_every, *user = argv
     try:
         serve(0, 1, path, head, float(busy_timeout), float(checkpoint_every), *user)

@@ -200,6 +200,8 @@ def test_the_writer_is_a_process_and_a_dead_one_is_replaced(tmp_path: Path, monk
         writer = LeaseWriter(path)
         writer.start(asyncio.get_running_loop())
         try:
+            assert writer._proc is not None
+            os.kill(writer._proc.pid, signal.SIGTERM)  # a stop while it is still starting: ignored from exec on
             await asyncio.wait_for(writer.commit(lease(1)), 10)
             first = writer._proc
             assert first is not None and first.pid != os.getpid()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ztp.leases.table import Lease, LeaseState
-from ztp.rowwriter import FrameReader, frame
+from ztp.rowwriter import FrameReader, frame, ignore_stop_signals
 from ztp.sqlbatch import CACHED_STATEMENTS, write_rows
 
 log = logging.getLogger("ztp.leases")
@@ -230,7 +230,8 @@ class LeaseWriter:
         try:
             proc = subprocess.Popen([sys.executable, "-m", "ztp.rowwriter", str(self.path), _UPSERT,
                                      str(BUSY_TIMEOUT), str(CHECKPOINT_EVERY), self.user or ""],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+                                    preexec_fn=ignore_stop_signals)
         except OSError as exc:
             log.error("lease database %s: cannot start the writer process: %s", self.path, exc)
             return False
