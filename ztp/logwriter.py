@@ -37,7 +37,9 @@ class LogWriter(logging.Handler):
         self.stream = stream
         self.setFormatter(_SecondCachedFormatter(fmt))
         self.delay = delay  # how long a batch gathers after its first line (bounded lateness)
-        self._queue: collections.deque[logging.LogRecord] = collections.deque()
+        # LogRecords, and `fast_log`'s lines as plain tuples (formatted by `_LineFormat`, no LogRecord).
+        self._queue: collections.deque[logging.LogRecord | Line] = collections.deque()
+        self._line_format = _LineFormat(fmt) if _fields(fmt) <= _FAST_FIELDS else None
         self._wake = threading.Event()
         self._closed = False
         self._stop = threading.Event()  # ends the gathering pause at close
@@ -69,6 +71,12 @@ class LogWriter(logging.Handler):
         if not self._wake.is_set():
             self._wake.set()
 
+    def put(self, line: Line) -> None:
+        """Queue one line of `fast_log` (its arguments must be values that do not change)."""
+        self._queue.append(line)
+        if not self._wake.is_set():
+            self._wake.set()
+
     def _run(self) -> None:
         while not self._closed:
             self._wake.wait()
@@ -85,12 +93,16 @@ class LogWriter(logging.Handler):
                 return
             lines = []
             fmt = self.format
+            line_format = self._line_format
             while queue:
-                record = queue.popleft()
+                item = queue.popleft()
                 try:
-                    lines.append(fmt(record))
+                    if isinstance(item, logging.LogRecord):
+                        lines.append(fmt(item))
+                    else:
+                        lines.append(line_format(item) if line_format is not None else fmt(_record(item)))
                 except Exception:
-                    self.handleError(record)
+                    self.handleError(item if isinstance(item, logging.LogRecord) else _record(item))
             if not lines:
                 return
             lines.append("")
@@ -125,11 +137,50 @@ class _SecondCachedFormatter(logging.Formatter):
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         """`YYYY-MM-DD HH:MM:SS,mmm` in local time, as the stock formatter writes it."""
-        second = int(record.created)
+        return self.time_text(record.created, record.msecs)
+
+    def time_text(self, created: float, msecs: float | None = None) -> str:
+        """`formatTime` of a record created at `created` (msecs: the record's, else from `created`)."""
+        second = int(created)
         if second != self._second:
             self._second = second
-            self._text = time.strftime(self.default_time_format, self.converter(record.created))
-        return f"{self._text},{int(record.msecs):03d}"
+            self._text = time.strftime(self.default_time_format, self.converter(created))
+        return f"{self._text},{int((created - second) * 1000 if msecs is None else msecs):03d}"
+
+
+class _LineFormat:
+    """Formats a `Line` as `logging.Formatter(fmt)` formats the record it stands for (`fmt` naming only
+    `_FAST_FIELDS`), without building the record: the message, the time stamp (its date and time part built
+    once per second), and only the fields `fmt` names."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        fields = _fields(fmt)
+        self.asctime = "asctime" in fields
+        self.others = fields - {"asctime", "message"}
+        self._time = _SecondCachedFormatter(fmt)
+
+    def __call__(self, line: Line) -> str:
+        created, levelno, name, msg, args = line
+        values: dict[str, object] = {"message": msg % args if args else msg}
+        if self.asctime:
+            values["asctime"] = self._time.time_text(created)
+        if self.others:
+            values.update(levelname=logging.getLevelName(levelno), levelno=levelno, name=name, created=created,
+                          msecs=int((created - int(created)) * 1000) + 0.0)
+        return self.fmt % values
+
+
+def _fields(fmt: str) -> set[str]:
+    return set(re.findall(r"%\((\w+)\)", fmt))
+
+
+def _record(line: Line) -> logging.LogRecord:
+    """The LogRecord a `Line` stands for (to report a line that could not be formatted)."""
+    created, levelno, name, msg, args = line
+    return logging.makeLogRecord({"name": name, "msg": msg, "args": args, "levelno": levelno,
+                                  "levelname": logging.getLevelName(levelno), "created": created,
+                                  "msecs": int((created - int(created)) * 1000) + 0.0})
 
 
 def install(level: int, stream: TextIO, fmt: str) -> LogWriter | None:
@@ -149,20 +200,25 @@ def install(level: int, stream: TextIO, fmt: str) -> LogWriter | None:
     handler = LogWriter(stream, fmt)
     root.addHandler(handler)
     global _active
-    _active = handler if set(re.findall(r"%\((\w+)\)", fmt)) <= _FAST_FIELDS else None
+    _active = handler if handler._line_format is not None else None
     return handler
 
 
 Log = Callable[[int, str, tuple[object, ...]], None]
+# A `fast_log` line on the queue: (created, levelno, logger name, msg, args).
+Line = tuple[float, int, str, str, tuple[object, ...]]
 
 
 def fast_log(logger: logging.Logger) -> Log:
     """``log(level, msg, args)``: what ``logger.log(level, msg, *args)`` does, for the per-packet lines.
 
     When `install` put the only handler on the path (no filter, no other handler, nothing disabled), the
-    record goes straight onto its queue: a LogRecord with just the fields ztp's format shows, without the
-    logging module's record factory and handler walk (about a microsecond instead of four to seven a line:
-    two lines per DORA at the default level, issue 14). Otherwise through `logger.log`, unchanged.
+    line goes straight onto its queue as a tuple, without the logging module's record factory and handler
+    walk, and the writer thread formats it without one either (`_LineFormat`, as fast as the stock
+    formatter): 0.7 us a line on the caller's side instead of 1.9 (two lines per DORA at the default level;
+    2.5 % fewer instructions per DORA at info, issue 14). Its arguments must be values that do not change
+    (str, numbers, addresses): they are formatted later.
+    Otherwise through `logger.log`, unchanged.
     """
     def log(level: int, msg: str, args: tuple[object, ...]) -> None:
         writer = _active
@@ -170,17 +226,9 @@ def fast_log(logger: logging.Logger) -> Log:
                 or not logger.isEnabledFor(level):
             logger.log(level, msg, *args)
             return
-        now = time.time()
-        record = _new_record(logging.LogRecord)
-        record.__dict__.update(name=logger.name, msg=msg, args=args, levelno=level,
-                               levelname=logging.getLevelName(level), created=now,
-                               msecs=(now - int(now)) * 1000, exc_info=None, exc_text=None, stack_info=None)
-        writer.emit(record)
+        writer.put((time.time(), level, logger.name, msg, args))
 
     return log
-
-
-_new_record = logging.LogRecord.__new__
 
 
 def _plain_path(logger: logging.Logger, writer: LogWriter) -> bool:

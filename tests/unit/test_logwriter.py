@@ -6,6 +6,7 @@ import io
 import logging
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from ipaddress import IPv4Address
 
 import pytest
@@ -113,16 +114,32 @@ def installed() -> Iterator[tuple[LogWriter, io.StringIO]]:
     root.setLevel(level)
 
 
+@contextmanager
+def alone(handler: LogWriter) -> Iterator[None]:
+    """The installed writer as the root logger's only handler: pytest adds its capture handlers to the root
+    logger for each test's call, after the fixtures ran, and `fast_log` rightly steps aside for them."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [handler]
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved
+
+
 def test_fast_log_writes_what_logger_log_writes(installed: tuple[LogWriter, io.StringIO]) -> None:
     from ztp.logwriter import fast_log
     handler, stream = installed
     logger = logging.getLogger("ztptest.fast")
     log = fast_log(logger)
     args = ("02:00:00:00:00:07", IPv4Address("10.60.0.7"), " (leaf07)", IPv4Address("10.60.0.1"))
-    log(logging.INFO, "%s dhcp DISCOVER -> OFFER %s%s via %s", args)
-    logger.info("%s dhcp DISCOVER -> OFFER %s%s via %s", *args)
-    log(logging.DEBUG, "%s not shown", ("x",))  # under the root's level
-    log(logging.WARNING, "%s shown", ("y",))
+    with alone(handler):
+        log(logging.INFO, "%s dhcp DISCOVER -> OFFER %s%s via %s", args)
+        assert type(handler._queue[-1]) is tuple  # the fast path: no LogRecord
+        logger.info("%s dhcp DISCOVER -> OFFER %s%s via %s", *args)
+        assert isinstance(handler._queue[-1], logging.LogRecord)
+        log(logging.DEBUG, "%s not shown", ("x",))  # under the root's level
+        log(logging.WARNING, "%s shown", ("y",))
     handler.flush()
     lines = [line[24:] for line in stream.getvalue().splitlines()]  # after the timestamp
     assert lines == ["INFO    02:00:00:00:00:07 dhcp DISCOVER -> OFFER 10.60.0.7 (leaf07) via 10.60.0.1"] * 2 \
@@ -138,9 +155,34 @@ def test_fast_log_goes_through_logging_when_something_else_listens(installed: tu
     extra.emit = seen.append  # type: ignore[method-assign,assignment]
     logger.addHandler(extra)
     try:
-        fast_log(logger)(logging.INFO, "%s seen by both", ("a",))
+        with alone(handler):
+            fast_log(logger)(logging.INFO, "%s seen by both", ("a",))
     finally:
         logger.removeHandler(extra)
     handler.flush()
     assert [r.getMessage() for r in seen] == ["a seen by both"]
     assert stream.getvalue().endswith("INFO    a seen by both\n")
+
+
+@pytest.mark.parametrize("fmt", [FMT, "%(created)f %(msecs)03d %(levelno)s %(name)s [%(levelname)s] %(message)s",
+                                 "%(message)s"])
+def test_fast_log_lines_read_as_the_stock_formatter_writes_them(fmt: str) -> None:
+    from ztp.logwriter import _LineFormat, _record
+    line = (1764720000.0419, logging.WARNING, "ztp.dhcp", "%s dhcp %s -> %s for %ss",
+            ("02:00:00:00:00:07", "REQUEST", IPv4Address("10.60.0.7"), 3600))
+    assert _LineFormat(fmt)(line) == logging.Formatter(fmt).format(_record(line))
+    assert "02:00:00:00:00:07 dhcp REQUEST -> 10.60.0.7 for 3600s" in _LineFormat(fmt)(line)
+
+
+def test_a_fast_log_line_that_cannot_be_formatted_is_reported_not_fatal(
+        installed: tuple[LogWriter, io.StringIO], capsys: pytest.CaptureFixture[str]) -> None:
+    from ztp.logwriter import fast_log
+    handler, stream = installed
+    log = fast_log(logging.getLogger("ztptest.fast.bad"))
+    with alone(handler):
+        log(logging.INFO, "%d devices", ("many",))
+        log(logging.INFO, "%s after", ("line",))
+        assert all(type(item) is tuple for item in handler._queue)
+        handler.flush()
+    assert stream.getvalue().endswith("INFO    line after\n") and "devices" not in stream.getvalue()
+    assert "--- Logging error ---" in capsys.readouterr().err  # what logging does with such a record
