@@ -53,6 +53,11 @@ def ratios(doc: dict[str, Any]) -> dict[str, str]:
             out[f"DHCP DORA/s ztp/{peer}"] = _ratio(z, dhcp[peer].get("max_sustainable_dora_s"))
     if "ztp-info" in dhcp:
         out["DHCP DORA/s ztp at info / at warning"] = _ratio(dhcp["ztp-info"].get("max_sustainable_dora_s"), z)
+    if "ztp-compiled" in dhcp:
+        zc = dhcp["ztp-compiled"].get("max_sustainable_dora_s")
+        out["DHCP DORA/s ztp compiled / pure"] = _ratio(zc, z)
+        if "kea" in dhcp:
+            out["DHCP DORA/s ztp compiled/kea"] = _ratio(zc, dhcp["kea"].get("max_sustainable_dora_s"))
     tftp = {t["server"]: t for t in doc.get("tftp", [])}
     if "ztp" in tftp and "tftpd-hpa" in tftp:
         zt, pt = tftp["ztp"], tftp["tftpd-hpa"]

@@ -32,7 +32,7 @@ from ztp.lab import Lab, LabError, require_root
 RESULTS = Path(__file__).resolve().parent / "results"
 SECTIONS = ("dhcp", "tftp", "http", "storm", "render", "chain", "timeline", "shared", "profile")
 LABELS = {"ztp": "ztp", "ztp-info": "ztp, log level info",
-          "ztp-ping": "ztp, dhcp.ping_check on",
+          "ztp-compiled": "ztp, compiled hot path (mypyc)", "ztp-ping": "ztp, dhcp.ping_check on",
           "kea": "Kea 2.2 (memfile, persist)", "dnsmasq": "dnsmasq 2.90", "tftpd-hpa": "tftpd-hpa 5.2"}
 
 
@@ -125,18 +125,29 @@ def section_dhcp(work: Workload, tmp: Path, quick: bool, budget: float) -> tuple
             "ztp": lambda t: servers.ztp_serve(lab, srv, work, t / "ztp-dhcp.log"),
             # The default log level: a line per OFFER and per ACK, written by the log thread (issue 14: >= 0.85x).
             "ztp-info": lambda t: servers.ztp_serve(lab, srv, work, t / "ztp-info-dhcp.log", log_level="info"),
+            # The same source with setup.py's HOT modules compiled by mypyc (ZTP_COMPILE=1; scripts/compile.py).
+            "ztp-compiled": lambda t: servers.ztp_serve(lab, srv, work, t / "ztp-compiled-dhcp.log",
+                                                        pythonpath=compiled),
             # Conflict detection holds every OFFER for dhcp.ping_timeout (0.5 s): its own row, not a ratio.
             "ztp-ping": lambda t: servers.ztp_serve(lab, srv, work, t / "ztp-ping-dhcp.log",
                                                     config=work.root / "ztp-ping.yaml"),
             "kea": lambda t: servers.kea(lab, srv, t, t / "kea.log"),
             "dnsmasq": lambda t: servers.dnsmasq_dhcp(lab, srv, t, t / "dnsmasq-dhcp.log"),
         }
-        needs = {"ztp": "perfdhcp", "ztp-info": "perfdhcp", "ztp-ping": "perfdhcp", "kea": "kea-dhcp4",
-                 "dnsmasq": "dnsmasq"}
+        needs = {"ztp": "perfdhcp", "ztp-info": "perfdhcp", "ztp-compiled": "gcc", "ztp-ping": "perfdhcp",
+                 "kea": "kea-dhcp4", "dnsmasq": "dnsmasq"}
+        compiled = tmp / "compiled"
         for name, start in starters.items():
+            built = None
+            if name == "ztp-compiled" and shutil.which("gcc") is not None:
+                built = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" /
+                                                            "compile.py"), str(compiled)],
+                                       capture_output=True, text=True)
             wait_quiet(5 if quick else 20)
             if shutil.which(needs[name]) is None or shutil.which("perfdhcp") is None:
                 res = dhcp.DhcpResult(server=name, error=f"{needs[name]} is not installed")
+            elif built is not None and built.returncode != 0:
+                res = dhcp.DhcpResult(server=name, error=f"scripts/compile.py failed: {built.stderr[-300:]}")
             else:
                 try:
                     res = dhcp.sweep(name, lab, srv, cli, SERVER_IP, start, tmp, grid=grid, seconds=seconds,

@@ -25,13 +25,18 @@ def _started(lab: Lab, proc: subprocess.Popen[bytes], ns: str, port: int, log: P
 
 
 def ztp_serve(lab: Lab, ns: str, work: Workload, log: Path, *, fresh: bool = True,
-              config: Path | None = None, log_level: str = "warning") -> subprocess.Popen[bytes]:
+              config: Path | None = None, log_level: str = "warning",
+              pythonpath: Path | None = None) -> subprocess.Popen[bytes]:
     """`ztp serve` with the workload's config (durable leases: SQLite WAL + fsync before every ACK), or
-    with `config` (e.g. ztp-ping.yaml: the same with dhcp.ping_check on), logging at `log_level`."""
+    with `config` (e.g. ztp-ping.yaml: the same with dhcp.ping_check on), logging at `log_level`; importing
+    ztp from `pythonpath` when given (the compiled build of scripts/compile.py)."""
     if fresh:
         work.reset_state()
+    env = {"PYTHONUNBUFFERED": "1"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
     proc = lab.spawn(ns, [*ZTP, "serve", "--config", str(config or work.config), "--log-level", log_level], log=log,
-                     env={"PYTHONUNBUFFERED": "1"})
+                     env=env)
     _started(lab, proc, ns, 67, log, "ztp serve")
     lab.wait_for(lambda: proc.poll() is not None or lab.udp_listening(ns, 69), 10, "ztp tftp listening")
     return proc

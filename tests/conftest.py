@@ -14,6 +14,15 @@ from ztp.lab import Lab
 DATA_DIR = Path(__file__).parent / "data"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """tests/unit/test_compiled.py runs the unit tests over the compiled build: make sure they import it."""
+    if os.environ.get("ZTP_EXPECT_COMPILED") == "1":
+        import ztp.dhcp.chain
+
+        assert ztp.dhcp.chain.__file__ is not None and ztp.dhcp.chain.__file__.endswith(".so"), \
+            f"expected the compiled build, imported {ztp.dhcp.chain.__file__}"
+
+
 def under_ci() -> bool:
     """True when CI=true: then nothing may be skipped, missing prerequisites fail the test instead."""
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}

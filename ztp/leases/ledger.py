@@ -20,10 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address
-from typing import Protocol
+from typing import Any, Protocol
 
 from ztp.config import Subnet
 from ztp.leases.table import Lease, LeaseState, LeaseTable
+
+try:  # mypy's runtime helpers: present where the hot path is compiled (ZTP_COMPILE=1, setup.py)
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pure Python: the decorator means nothing
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> Any:  # type: ignore[misc]
+        return lambda cls: cls
 
 log = logging.getLogger("ztp.leases")
 
@@ -101,6 +107,7 @@ Subscriber = Callable[[LeaseEvent], None]
 Done = Callable[[BaseException | None], None]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # SharedLedger (ztp.leases.store) is not compiled
 class Ledger:
     """The one writer of the lease table: proposals in, committed and applied changes and events out."""
 
