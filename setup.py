@@ -1,6 +1,7 @@
 """ztp's build. Pure Python by default; with ``ZTP_COMPILE=1`` the DHCP server's per-packet path is also
 compiled by mypyc from the same typed source (issue 14): the .py files ship either way, and Python imports
-a compiled module in preference to its source, so a build without a compiler is simply the pure one.
+a compiled module in preference to its source. Without ZTP_COMPILE the build is the pure one and needs no
+compiler; with it, a build that cannot compile fails instead of quietly installing the pure one.
 
     pip install . mypy types-PyYAML setuptools wheel   # the dependencies (mypyc type-checks against them)
     ZTP_COMPILE=1 pip install --no-build-isolation --force-reinstall --no-deps .   # gcc, Python headers
