@@ -190,7 +190,8 @@ def renewal_problems(seen: list[Seen], client: str, server: str, *, renewals: in
 
 
 def records(env_file: Path) -> list[dict[str, str]]:
-    """Every run of tests/data/dhclient-script, in order: {"reason": ..., "new_ip_address": ...}."""
+    """Every finished run of tests/data/dhclient-script, in order: {"reason": ..., "new_ip_address": ...}.
+    A record still being written (no "end" line yet) is left out: CI once read a RENEW without its address."""
     if not env_file.exists():
         return []
     out: list[dict[str, str]] = []
@@ -202,7 +203,7 @@ def records(env_file: Path) -> list[dict[str, str]]:
             out.append({})
         if out:
             out[-1][key] = value
-    return out
+    return [r for r in out if "end" in r]
 
 
 @dataclass
