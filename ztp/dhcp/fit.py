@@ -45,8 +45,8 @@ _SNAME_ROOM: Final = p.SNAME_LEN - 1
 
 
 # Not frozen only because one is built per reply: a frozen dataclass's __init__ costs about 4x a plain one
-# (see DhcpPacket). Never mutated.
-@dataclass(slots=True)
+# (see DhcpPacket). Never mutated. __init__ spelled out for the compiled build (see DhcpPacket).
+@dataclass(slots=True, init=False)
 class Fitted:
     """A reply fitted to its limit: what to send, which option codes were left out (least essential first),
     its size as build() will emit it, and the limit it was fitted to (RFC 2132 §9.10)."""
@@ -55,6 +55,12 @@ class Fitted:
     dropped: tuple[int, ...]
     size: int
     limit: int
+
+    def __init__(self, reply: DhcpPacket, dropped: tuple[int, ...], size: int, limit: int) -> None:
+        self.reply = reply
+        self.dropped = dropped
+        self.size = size
+        self.limit = limit
 
     @property
     def fits(self) -> bool:

@@ -25,7 +25,8 @@ CLIENT_PORT: Final = 68
 ETHERNET: Final = 1  # ARP hardware type: the only one we can put into the neighbour table by hand
 
 
-@dataclass(slots=True)  # not frozen only because one is built per reply (see DhcpPacket); never mutated
+# __init__ spelled out (init=False) so that the compiled build stores fields directly (see DhcpPacket).
+@dataclass(slots=True, init=False)  # not frozen only because one is built per reply (see DhcpPacket); never mutated
 class Destination:
     """Address and port to send to; `arp_mac` set when the client must be reached before it has an IP."""
 
@@ -33,6 +34,12 @@ class Destination:
     port: int
     broadcast: bool = False
     arp_mac: bytes | None = None
+
+    def __init__(self, ip: IPv4Address, port: int, broadcast: bool = False, arp_mac: bytes | None = None) -> None:
+        self.ip = ip
+        self.port = port
+        self.broadcast = broadcast
+        self.arp_mac = arp_mac
 
 
 def destination(request: DhcpPacket, reply: DhcpPacket) -> Destination:

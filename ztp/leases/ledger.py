@@ -48,12 +48,19 @@ class ChangeKind(StrEnum):
 _DURABLE = frozenset({ChangeKind.BIND, ChangeKind.RELEASE, ChangeKind.DECLINE, ChangeKind.CONFLICT})
 
 
-@dataclass(frozen=True, slots=True)
+# LeaseChange and LeaseEvent spell out __init__ (init=False): compiled (setup.py's HOT build, mypyc) an
+# explicit __init__ stores the fields directly instead of calling the interpreted one dataclasses generates
+# (see Lease); frozen all the same (object.__setattr__ is what the generated one does too).
+@dataclass(frozen=True, slots=True, init=False)
 class LeaseChange:
     """One proposed change: the lease row as it will be after it."""
 
     kind: ChangeKind
     lease: Lease
+
+    def __init__(self, kind: ChangeKind, lease: Lease) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "lease", lease)
 
     @property
     def durable(self) -> bool:
@@ -72,13 +79,18 @@ class EventKind(StrEnum):
     EXPIRED = "expired"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class LeaseEvent:
     """A lease change that has been committed and applied (or a binding that ran out)."""
 
     kind: EventKind
     lease: Lease
     previous: Lease | None = None
+
+    def __init__(self, kind: EventKind, lease: Lease, previous: Lease | None = None) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "lease", lease)
+        object.__setattr__(self, "previous", previous)
 
 
 class LeaseStore(Protocol):
