@@ -167,8 +167,13 @@ class _LineFormat:
             values["asctime"] = self._time.time_text(created)
         if self.others:
             values.update(levelname=logging.getLevelName(levelno), levelno=levelno, name=name, created=created,
-                          msecs=int((created - int(created)) * 1000) + 0.0)
+                          msecs=_msecs(created))
         return self.fmt % values
+
+
+def _msecs(created: float) -> float:
+    """A record's `msecs` for a time stamp, as logging.LogRecord computes it."""
+    return int((created - int(created)) * 1000) + 0.0
 
 
 def _fields(fmt: str) -> set[str]:
@@ -180,7 +185,7 @@ def _record(line: Line) -> logging.LogRecord:
     created, levelno, name, msg, args = line
     return logging.makeLogRecord({"name": name, "msg": msg, "args": args, "levelno": levelno,
                                   "levelname": logging.getLevelName(levelno), "created": created,
-                                  "msecs": int((created - int(created)) * 1000) + 0.0})
+                                  "msecs": _msecs(created)})
 
 
 def install(level: int, stream: TextIO, fmt: str) -> LogWriter | None:
