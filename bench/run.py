@@ -110,6 +110,19 @@ def _pair(lab: Lab, other: str) -> tuple[str, str]:
     return srv, cli
 
 
+# The rows the DHCP ratios compare. Each is swept twice, the second time in reverse order (ztp, info, compiled,
+# Kea, then Kea, compiled, info, ztp), and its better sweep is its result: on a shared machine a neighbour's
+# burst only ever lowers a max rate (Kea's max was 7,500, 10,000 and 7,000 in three runs of this bench).
+RATIO_ROWS = ("ztp", "ztp-info", "ztp-compiled", "kea")
+
+
+def sweep_order(names: list[str], twice: tuple[str, ...], rounds: int) -> list[str]:
+    """The order of the sweeps: `twice` (in `names`' order), then again reversed when rounds is 2, then the rest."""
+    first = [n for n in names if n in twice]
+    order = first + (first[::-1] if rounds > 1 else [])
+    return order + [n for n in names if n not in twice]
+
+
 def section_dhcp(work: Workload, tmp: Path, quick: bool, budget: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """perfdhcp sweeps against ztp, Kea and dnsmasq."""
     grid = [250, 1000, 4000] if quick else [250, 500, 1000, 2000, 4000, 8000, 12000]
@@ -137,26 +150,33 @@ def section_dhcp(work: Workload, tmp: Path, quick: bool, budget: float) -> tuple
         needs = {"ztp": "perfdhcp", "ztp-info": "perfdhcp", "ztp-compiled": "gcc", "ztp-ping": "perfdhcp",
                  "kea": "kea-dhcp4", "dnsmasq": "dnsmasq"}
         compiled = tmp / "compiled"
-        for name, start in starters.items():
-            built = None
-            if name == "ztp-compiled" and shutil.which("gcc") is not None:
-                built = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" /
-                                                            "compile.py"), str(compiled)],
-                                       capture_output=True, text=True)
+        built = None
+        if shutil.which("gcc") is not None:
+            built = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" /
+                                                        "compile.py"), str(compiled)],
+                                   capture_output=True, text=True)
+        results: dict[str, list[dhcp.DhcpResult]] = {name: [] for name in starters}
+        for name in sweep_order(list(starters), RATIO_ROWS, 1 if quick else 2):
             wait_quiet(5 if quick else 20)
             if shutil.which(needs[name]) is None or shutil.which("perfdhcp") is None:
                 res = dhcp.DhcpResult(server=name, error=f"{needs[name]} is not installed")
-            elif built is not None and built.returncode != 0:
+            elif name == "ztp-compiled" and built is not None and built.returncode != 0:
                 res = dhcp.DhcpResult(server=name, error=f"scripts/compile.py failed: {built.stderr[-300:]}")
             else:
                 try:
-                    res = dhcp.sweep(name, lab, srv, cli, SERVER_IP, start, tmp, grid=grid, seconds=seconds,
-                                     bisect_steps=bisect, log=log, deadline=time.monotonic() + budget)
+                    res = dhcp.sweep(name, lab, srv, cli, SERVER_IP, starters[name], tmp, grid=grid,
+                                     seconds=seconds, bisect_steps=bisect, log=log,
+                                     deadline=time.monotonic() + budget)
                 except LabError as exc:
                     res = dhcp.DhcpResult(server=name, error=str(exc)[:300])
-            doc = res.to_json()
+            results[name].append(res)
+        for name, sweeps in results.items():
+            best = max(sweeps, key=lambda r: r.max_rate or 0)  # the first of equals
+            doc = best.to_json()
             doc["label"] = LABELS[name]
+            doc["sweeps_max"] = [r.max_rate for r in sweeps]
             out.append(doc)
+    settings["rounds"] = {name: len(sweeps) for name, sweeps in results.items()}
     return out, settings
 
 
