@@ -1,4 +1,5 @@
-"""ztp.gcpolicy: the young heap collected and frozen each round, the whole heap now and then, not in storms."""
+"""ztp.gcpolicy: the youngest generation collected and the rest frozen each round, the whole heap now and
+then, not in storms."""
 
 from __future__ import annotations
 
