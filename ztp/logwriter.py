@@ -156,7 +156,6 @@ class _LineFormat:
     of 6.5, issue 14)."""
 
     def __init__(self, fmt: str) -> None:
-        self.fmt = fmt
         self._time = _SecondCachedFormatter(fmt)
         time_text = self._time.time_text
         # What each field is for a line: (created, levelno, logger name, message) -> value.
@@ -169,7 +168,7 @@ class _LineFormat:
             "created": lambda created, levelno, name, message: created,
             "msecs": lambda created, levelno, name, message: _msecs(created),
         }
-        names = [m.group(1) for m in _FIELD.finditer(fmt) if m.group(1)]
+        names = _field_names(fmt)
         self._positional = _FIELD.sub(lambda m: "%" if m.group(1) else m.group(0), fmt)
         self._fill = tuple(fill[name] for name in names)
 
@@ -188,8 +187,13 @@ def _msecs(created: float) -> float:
 _FIELD = re.compile(r"%%|%\((\w+)\)")
 
 
+def _field_names(fmt: str) -> list[str]:
+    """The fields `fmt` names, in order (once per mention)."""
+    return [m.group(1) for m in _FIELD.finditer(fmt) if m.group(1)]
+
+
 def _fields(fmt: str) -> set[str]:
-    return {m.group(1) for m in _FIELD.finditer(fmt) if m.group(1)}
+    return set(_field_names(fmt))
 
 
 def _record(line: Line) -> logging.LogRecord:
