@@ -174,6 +174,29 @@ def test_fast_log_lines_read_as_the_stock_formatter_writes_them(fmt: str) -> Non
     assert "02:00:00:00:00:07 dhcp REQUEST -> 10.60.0.7 for 3600s" in _LineFormat(fmt)(line)
 
 
+def test_a_batch_reads_line_by_line_as_the_stock_formatter_writes_it() -> None:
+    """One generated loop formats a whole batch: its date cache crosses seconds, a level named by
+    addLevelName reads as logging names it, and a line that cannot be formatted is handed back without
+    stopping the lines after it."""
+    from ztp.logwriter import _LineFormat, _record
+    logging.addLevelName(27, "NOTICE")
+    try:
+        lines = [(1764720000.9996, logging.INFO, "ztp.dhcp", "%s a", ("x",)),
+                 (1764720001.0004, 27, "ztp.dhcp", "%s b %s", ("y", IPv4Address("10.0.0.1"))),
+                 (1764720001.5, logging.INFO, "ztp.dhcp", "%d bad", ("z",)),
+                 (1764720061.25, 33, "ztp.tftp", "no arguments", ()),
+                 (1764720061.75, logging.ERROR, "ztp", "%s last", ("w",))]
+        for fmt in (FMT, "%(msecs)d %(levelname)s %(levelno)s %(name)s: %(message)s"):
+            out: list[str] = []
+            failed: list[tuple[object, ...]] = []
+            _LineFormat(fmt).batch(lines, out, failed.append)
+            assert failed == [lines[2]]
+            assert out == [logging.Formatter(fmt).format(_record(line)) for line in lines if line is not lines[2]]
+        assert "NOTICE" in out[1] and "Level 33" in out[2]
+    finally:
+        del logging._levelToName[27], logging._nameToLevel["NOTICE"]
+
+
 def test_a_fast_log_line_that_cannot_be_formatted_is_reported_not_fatal(
         installed: tuple[LogWriter, io.StringIO], capsys: pytest.CaptureFixture[str]) -> None:
     from ztp.logwriter import fast_log

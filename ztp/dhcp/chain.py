@@ -90,8 +90,9 @@ class Chain:
         raw82 = pkt.options.get(o.RELAY_AGENT_INFO)
         relay = parse_relay_info(raw82) if raw82 is not None else None
         mtype = pkt.message_type
-        req = Request(pkt=pkt, ingress=ingress, now=now, mtype=mtype, client=client_key(pkt), relay=relay,
-                      mac=pkt.mac, cleared=cleared)
+        mac = pkt.mac
+        req = Request(pkt=pkt, ingress=ingress, now=now, mtype=mtype, client=client_key(pkt, mac), relay=relay,
+                      mac=mac, cleared=cleared)
         reply = Reply(mtype=_REPLY_TYPE.get(mtype) if mtype is not None else None)
         for step in self._steps:
             out = step(req, reply)

@@ -45,10 +45,11 @@ class Ingress:
         self.peer = peer
 
 
-def client_key(pkt: DhcpPacket) -> str:
-    """RFC 2131 §4.2: a client is identified by option 61 when present, else by chaddr."""
+def client_key(pkt: DhcpPacket, mac: str | None = None) -> str:
+    """RFC 2131 §4.2: a client is identified by option 61 when present, else by chaddr (`mac`: pkt.mac,
+    when the caller has it already)."""
     cid = pkt.options.get(o.CLIENT_ID)
-    return "id:" + cid.hex() if cid else pkt.mac
+    return "id:" + cid.hex() if cid else pkt.mac if mac is None else mac
 
 
 @dataclass(slots=True, init=False)
