@@ -248,3 +248,42 @@ def sweep(name: str, lab: Lab, srv: str, cli: str, server_ip: str, start: Server
         log(f"  {name:<8} {rate:>6}/s (80 % of max)  p99 D-O {result.at_80.do_p99_ms} ms  "
             f"R-A {result.at_80.ra_p99_ms} ms")
     return result
+
+
+def cpu_per_dora_ms(run: RateRun) -> float | None:
+    """Server CPU milliseconds per completed DORA in one run (None when nothing completed)."""
+    return 10 * run.server_cpu_pct / run.dora_s if run.dora_s else None
+
+
+def paired_cpu(lab: Lab, srv: str, cli: str, server_ip: str, starters: dict[str, ServerStarter], tmp: Path, *,
+               rates: list[int], seconds: float, rounds: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """CPU per DORA of two set-ups of one server at the same fixed rates, run alternately (at each rate A B,
+    then B A, ...): what the second costs over the first, per DORA.
+
+    A max rate moves with the machine (on this 2-core VM the same build's max swung from 7,500 to 5,750 DORA/s
+    within ten minutes), so the ratio of two maxima measured minutes apart says more about the minutes than
+    about the builds; CPU per DORA of interleaved runs at a rate both sustain does not drift that way, and
+    when the server is CPU-bound its rate scales with its inverse. Every run is kept; the summary is each
+    set-up's mean over all its runs and `ratio`, first over second (> 1: the second costs more per DORA).
+    """
+    names = list(starters)
+    runs: dict[str, list[RateRun]] = {name: [] for name in names}
+    for rate in rates:
+        for rnd in range(rounds):
+            for name in names if rnd % 2 == 0 else names[::-1]:
+                run = perfdhcp_once(lab, srv, cli, server_ip, starters[name], tmp, rate, seconds, phase="paired")
+                runs[name].append(run)
+                log(f"  {name:<8} {rate:>6}/s  acks {run.acks:>7}  fail {run.fail_pct:6.2f}%  "
+                    f"cpu {run.server_cpu_pct:5.1f}%  {_fmt_ms(cpu_per_dora_ms(run))} ms/DORA")
+    means: dict[str, float | None] = {}
+    for name, done in runs.items():
+        costs = [c for c in map(cpu_per_dora_ms, done) if c is not None]
+        means[name] = round(sum(costs) / len(costs), 4) if costs else None
+    first, second = (means[name] for name in names[:2])
+    return {"rates": rates, "rounds": rounds, "seconds": seconds, "order": names,
+            "cpu_ms_per_dora": means, "ratio": round(second / first, 3) if first and second else None,
+            "runs": {name: [asdict(r) for r in done] for name, done in runs.items()}}
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

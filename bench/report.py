@@ -53,6 +53,9 @@ def ratios(doc: dict[str, Any]) -> dict[str, str]:
             out[f"DHCP DORA/s ztp/{peer}"] = _ratio(z, dhcp[peer].get("max_sustainable_dora_s"))
     if "ztp-info" in dhcp:
         out["DHCP DORA/s ztp at info / at warning"] = _ratio(dhcp["ztp-info"].get("max_sustainable_dora_s"), z)
+    paired = (doc.get("dhcp_info_cpu") or {}).get("cpu_ms_per_dora") or {}
+    if paired.get("ztp") and paired.get("ztp-info"):
+        out["DHCP ztp CPU per DORA at warning / at info (paired runs)"] = _ratio(paired["ztp"], paired["ztp-info"])
     if "ztp-compiled" in dhcp:
         zc = dhcp["ztp-compiled"].get("max_sustainable_dora_s")
         out["DHCP DORA/s ztp compiled / pure"] = _ratio(zc, z)
@@ -108,6 +111,13 @@ def table(doc: dict[str, Any]) -> str:
                 f"{_fmt(best['ra_avg_ms'], '.2f')} | {_fmt(max(best['do_max_ms'] or 0, best['ra_max_ms'] or 0), '.1f')}"
                 f" | {best['server_cpu_pct']:.0f} % | {_fmt(per, '.3f')} ms | {_p99(d.get('at_80'))} |")
         lines.append("")
+        paired = doc.get("dhcp_info_cpu") or {}
+        cost = paired.get("cpu_ms_per_dora") or {}
+        if cost.get("ztp") and cost.get("ztp-info"):
+            rates = " and ".join(f"{r:,}" for r in paired["rates"])
+            lines += [f"Info logging, paired: ztp at warning and at info run alternately at {rates} DORA/s "
+                      f"({paired['rounds']} rounds, ABBA): CPU per DORA {cost['ztp']:.3f} ms at warning, "
+                      f"{cost['ztp-info']:.3f} ms at info ({100 * (cost['ztp-info'] / cost['ztp'] - 1):+.1f} %).", ""]
     if doc.get("tftp"):
         head = " | ".join(h for _, h in TFTP_COLUMNS)
         lines += ["**TFTP** - one 32 MiB file, MiB/s (best of "

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from bench import report
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bench import dhcp, report
 from bench.run import RATIO_ROWS, sweep_order
 
 NAMES = ["ztp", "ztp-info", "ztp-compiled", "ztp-ping", "kea", "dnsmasq"]
@@ -29,3 +34,30 @@ def test_the_table_shows_the_better_sweep_and_both_maxima() -> None:
     text = report.table(doc)
     assert "| ztp | 6,500 (6,000 / 6,500) |" in text
     assert "| dnsmasq | 275 |" in text
+
+
+def test_paired_cpu_alternates_the_set_ups_and_compares_their_cost_per_dora(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, int]] = []
+    cpu = {"warning": 40.0, "info": 44.0}  # % of a core at 2,000/s; proportional to the rate
+
+    def once(lab: object, srv: str, cli: str, server_ip: str, start: Callable[[Path], str], tmp: Path, rate: int,
+             seconds: float, *, phase: str) -> dhcp.RateRun:
+        level = start(tmp)
+        calls.append((level, rate))
+        return dhcp.RateRun(rate=rate, seconds=seconds, phase=phase, discovers=rate * 10, acks=rate * 10,
+                            fail_pct=0.0, dora_s=float(rate), server_cpu_pct=cpu[level] * rate / 2000)
+
+    monkeypatch.setattr(dhcp, "perfdhcp_once", once)
+    starters = {"ztp": lambda t: "warning", "ztp-info": lambda t: "info"}
+    got = dhcp.paired_cpu(None, "srv", "cli", "10.0.0.1", starters, Path("/nonexistent"),  # type: ignore[arg-type]
+                          rates=[2000, 4000], seconds=10.0, rounds=2, log=lambda s: None)
+    assert calls == [("warning", 2000), ("info", 2000), ("info", 2000), ("warning", 2000),
+                     ("warning", 4000), ("info", 4000), ("info", 4000), ("warning", 4000)]
+    assert got["cpu_ms_per_dora"] == {"ztp": 0.2, "ztp-info": 0.22} and got["ratio"] == 1.1
+    assert len(got["runs"]["ztp"]) == 4
+    doc = {"date": "2026-12-03", "machine": {"cpu": "x", "cores": 2, "mem_gib": 1, "kernel": "k", "python": "3"},
+           "settings": {"dhcp": {"seconds": 10.0, "clients": 50000}},
+           "dhcp": [{"server": "ztp", "label": "ztp", "max_sustainable_dora_s": 6500, "sweeps_max": [6500],
+                     "at_max": _run(6500), "at_80": _run(5200)}], "dhcp_info_cpu": got}
+    assert "CPU per DORA 0.200 ms at warning, 0.220 ms at info (+10.0 %)" in report.table(doc)
+    assert report.ratios(doc)["DHCP ztp CPU per DORA at warning / at info (paired runs)"] == "0.91x"
