@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procstat import CpuMeter, udp_counters
-from ztp.lab import Lab
+from ztp.lab import Lab, LabError
 
 CLIENT_IF = "eth0"
 CLIENTS = 50_000
@@ -268,10 +268,16 @@ def paired_cpu(lab: Lab, srv: str, cli: str, server_ip: str, starters: dict[str,
     """
     names = list(starters)
     runs: dict[str, list[RateRun]] = {name: [] for name in names}
+    errors: list[str] = []
     for rate in rates:
         for rnd in range(rounds):
             for name in names if rnd % 2 == 0 else names[::-1]:
-                run = perfdhcp_once(lab, srv, cli, server_ip, starters[name], tmp, rate, seconds, phase="paired")
+                try:
+                    run = perfdhcp_once(lab, srv, cli, server_ip, starters[name], tmp, rate, seconds, phase="paired")
+                except LabError as exc:  # e.g. a server that did not start: this run is missing, the rest go on
+                    log(f"  {name:<8} {rate:>6}/s  not run: {exc}")
+                    errors.append(f"{name} at {rate}/s: {exc}")
+                    continue
                 runs[name].append(run)
                 log(f"  {name:<8} {rate:>6}/s  acks {run.acks:>7}  fail {run.fail_pct:6.2f}%  "
                     f"cpu {run.server_cpu_pct:5.1f}%  {_fmt_ms(cpu_per_dora_ms(run))} ms/DORA")
@@ -282,7 +288,7 @@ def paired_cpu(lab: Lab, srv: str, cli: str, server_ip: str, starters: dict[str,
     first, second = (means[name] for name in names[:2])
     return {"rates": rates, "rounds": rounds, "seconds": seconds, "order": names,
             "cpu_ms_per_dora": means, "ratio": round(second / first, 3) if first and second else None,
-            "runs": {name: [asdict(r) for r in done] for name, done in runs.items()}}
+            "errors": errors, "runs": {name: [asdict(r) for r in done] for name, done in runs.items()}}
 
 
 def _fmt_ms(value: float | None) -> str:

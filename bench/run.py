@@ -156,6 +156,15 @@ def section_dhcp(work: Workload, tmp: Path, quick: bool,
             built = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" /
                                                         "compile.py"), str(compiled)],
                                    capture_output=True, text=True)
+        info_cpu = None
+        if shutil.which("perfdhcp") is not None:
+            # The info row's cost per DORA, from interleaved runs at rates both levels sustain (issue 14's
+            # "info costs < 15 % of the rate": a max rate alone swings with the machine, see paired_cpu).
+            wait_quiet(5 if quick else 20)
+            log("  info logging: CPU per DORA, paired runs at warning and info")
+            info_cpu = dhcp.paired_cpu(lab, srv, cli, SERVER_IP, {n: starters[n] for n in ("ztp", "ztp-info")}, tmp,
+                                       rates=[1000] if quick else [2000, 4000], seconds=seconds,
+                                       rounds=1 if quick else 2, log=log)
         results: dict[str, list[dhcp.DhcpResult]] = {name: [] for name in starters}
         for name in sweep_order(list(starters), RATIO_ROWS, 1 if quick else 2):
             wait_quiet(5 if quick else 20)
@@ -171,15 +180,6 @@ def section_dhcp(work: Workload, tmp: Path, quick: bool,
                 except LabError as exc:
                     res = dhcp.DhcpResult(server=name, error=str(exc)[:300])
             results[name].append(res)
-        info_cpu = None
-        if shutil.which("perfdhcp") is not None:
-            # The info row's cost per DORA, from interleaved runs at rates both levels sustain (issue 14's
-            # "info costs < 15 % of the rate": a max rate alone swings with the machine, see paired_cpu).
-            wait_quiet(5 if quick else 20)
-            log("  info logging: CPU per DORA, paired runs at warning and info")
-            info_cpu = dhcp.paired_cpu(lab, srv, cli, SERVER_IP, {n: starters[n] for n in ("ztp", "ztp-info")}, tmp,
-                                       rates=[1000] if quick else [2000, 4000], seconds=seconds,
-                                       rounds=1 if quick else 2, log=log)
         for name, sweeps in results.items():
             best = max(sweeps, key=lambda r: r.max_rate or 0)  # the first of equals
             doc = best.to_json()

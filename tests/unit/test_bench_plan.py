@@ -61,3 +61,20 @@ def test_paired_cpu_alternates_the_set_ups_and_compares_their_cost_per_dora(monk
                      "at_max": _run(6500), "at_80": _run(5200)}], "dhcp_info_cpu": got}
     assert "CPU per DORA 0.200 ms at warning, 0.220 ms at info (+10.0 %)" in report.table(doc)
     assert report.ratios(doc)["DHCP ztp CPU per DORA at warning / at info (paired runs)"] == "0.91x"
+
+
+def test_a_paired_run_whose_server_does_not_start_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ztp.lab import LabError
+
+    def once(lab: object, srv: str, cli: str, server_ip: str, start: Callable[[Path], str], tmp: Path, rate: int,
+             seconds: float, *, phase: str) -> dhcp.RateRun:
+        if start(tmp) == "info":
+            raise LabError("timed out after 30s waiting for ztp serve listening")
+        return dhcp.RateRun(rate=rate, seconds=seconds, phase=phase, dora_s=float(rate), server_cpu_pct=40.0)
+
+    monkeypatch.setattr(dhcp, "perfdhcp_once", once)
+    starters = {"ztp": lambda t: "warning", "ztp-info": lambda t: "info"}
+    got = dhcp.paired_cpu(None, "srv", "cli", "10.0.0.1", starters, Path("/nonexistent"),  # type: ignore[arg-type]
+                          rates=[2000], seconds=10.0, rounds=2, log=lambda s: None)
+    assert got["cpu_ms_per_dora"] == {"ztp": 0.2, "ztp-info": None} and got["ratio"] is None
+    assert got["errors"] == ["ztp-info at 2000/s: timed out after 30s waiting for ztp serve listening"] * 2
