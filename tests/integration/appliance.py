@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ztp.lab import Lab, dhclient_argv
+from ztp.lab import Lab, LabError, dhclient_argv
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
@@ -77,6 +77,16 @@ class ApplianceLab:
     def log(self) -> Path:
         """The current server log."""
         return self.tmp / f"serve{self._serves}.log"
+
+    def log_text(self, *lines: str, timeout: float = 10) -> str:
+        """The current server log once it holds every one of `lines` (ztp serve writes its log from a thread,
+        in batches up to 0.05 s late); the log as it is after `timeout` otherwise, for the caller's assert."""
+        try:
+            self.lab.wait_for(lambda: all(line in self.log.read_text(errors="replace") for line in lines), timeout,
+                              "the log lines")
+        except LabError:
+            pass
+        return self.log.read_text(errors="replace")
 
     def start(self) -> None:
         """Start `ztp serve` and wait until DHCP and TFTP listen."""
