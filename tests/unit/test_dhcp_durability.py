@@ -223,3 +223,39 @@ def test_unreadable_lease_database_is_an_error_naming_file_and_reason(tmp_path: 
         conn.execute("INSERT INTO leases VALUES ('10.60.0.300', 'c', 'c', 'bound', 1, 1, NULL)")
     with pytest.raises(OSError, match="10.60.0.300"):
         load_leases(db)
+
+
+class QueuedSocket(RecordingSocket):
+    """A socket with datagrams waiting to be read (each with its IP_PKTINFO), as after a storm's burst."""
+
+    def __init__(self, waiting: list[bytes]) -> None:
+        super().__init__()
+        self.waiting = list(waiting)
+
+    def recvmsg(self, bufsize: int,
+                ancbufsize: int) -> tuple[bytes, list[tuple[int, int, bytes]], int, tuple[str, int]]:
+        if not self.waiting:
+            raise BlockingIOError
+        anc = [(socket.IPPROTO_IP, IP_PKTINFO, IN_PKTINFO.pack(IFINDEX, SERVER.packed, b"\xff\xff\xff\xff"))]
+        return self.waiting.pop(0), anc, 0, ("0.0.0.0", 68)
+
+
+def test_a_wake_up_reads_a_bounded_burst_then_lets_the_loop_run_other_work(tmp_path: Path) -> None:
+    """Issue 14: the lease writer's acknowledgements (which release the ACKs) wait for the DHCP reader to
+    give the loop back, so one wake-up reads at most `_BURST` datagrams and leaves the rest queued."""
+    from ztp.dhcp.server import _BURST
+
+    async def run() -> None:
+        total = 2 * _BURST + 5
+        sock = QueuedSocket([p.build(msg(p.DISCOVER, f"02:77:00:00:0e:{n:02x}", flags=p.BROADCAST_FLAG))
+                             for n in range(total)])
+        server, _ = _server(tmp_path, BlockingStore(), sock)
+        server._readable()
+        assert len(sock.sent) == _BURST and len(sock.waiting) == total - _BURST  # OFFERs need no commit
+        server._readable()
+        assert len(sock.sent) == 2 * _BURST
+        server._readable()  # the rest, then the socket is empty: it returns instead of blocking
+        assert len(sock.sent) == total and not sock.waiting and sock.types() == [p.OFFER] * total
+        assert server.counters["received"] == total
+
+    asyncio.run(run())
