@@ -111,6 +111,10 @@ def table(doc: dict[str, Any]) -> str:
                 f"{_fmt(best['ra_avg_ms'], '.2f')} | {_fmt(max(best['do_max_ms'] or 0, best['ra_max_ms'] or 0), '.1f')}"
                 f" | {best['server_cpu_pct']:.0f} % | {_fmt(per, '.3f')} ms | {_p99(d.get('at_80'))} |")
         lines.append("")
+        each = [f"{d['label']} " + ", ".join(_p99(run) for run in d["sweeps_at_80"])
+                for d in doc["dhcp"] if len(d.get("sweeps_at_80") or []) > 1]
+        if each:
+            lines += ["p99 D-O / R-A at 80 % of each sweep's max (ms): " + "; ".join(each) + ".", ""]
         paired = doc.get("dhcp_info_cpu") or {}
         cost = paired.get("cpu_ms_per_dora") or {}
         if cost.get("ztp") and cost.get("ztp-info"):

@@ -28,12 +28,13 @@ def test_the_table_shows_the_better_sweep_and_both_maxima() -> None:
     doc = {"date": "2026-12-03", "machine": {"cpu": "x", "cores": 2, "mem_gib": 1, "kernel": "k", "python": "3"},
            "settings": {"dhcp": {"seconds": 10.0, "clients": 50000}},
            "dhcp": [{"server": "ztp", "label": "ztp", "max_sustainable_dora_s": 6500, "sweeps_max": [6000, 6500],
-                     "at_max": _run(6500), "at_80": _run(5200)},
+                     "at_max": _run(6500), "at_80": _run(5200), "sweeps_at_80": [_run(4800), _run(5200)]},
                     {"server": "dnsmasq", "label": "dnsmasq", "max_sustainable_dora_s": 275, "sweeps_max": [275],
                      "at_max": _run(275), "at_80": None}]}
     text = report.table(doc)
     assert "| ztp | 6,500 (6,000 / 6,500) |" in text
     assert "| dnsmasq | 275 |" in text
+    assert "p99 D-O / R-A at 80 % of each sweep's max (ms): ztp 1.50 / 2.50 (4,800/s), 1.50 / 2.50 (5,200/s)." in text
 
 
 def test_paired_cpu_alternates_the_set_ups_and_compares_their_cost_per_dora(monkeypatch: pytest.MonkeyPatch) -> None:
