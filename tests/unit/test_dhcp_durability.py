@@ -92,10 +92,13 @@ def _server(tmp_path: Path, store: Any, sock: RecordingSocket) -> tuple[DhcpServ
     return server, table
 
 
+# A broadcast's IP_PKTINFO: received on IFINDEX, our address SERVER, sent to 255.255.255.255.
+BROADCAST_PKTINFO = [(socket.IPPROTO_IP, IP_PKTINFO, IN_PKTINFO.pack(IFINDEX, SERVER.packed, b"\xff\xff\xff\xff"))]
+
+
 def _receive(server: DhcpServer, pkt: p.DhcpPacket) -> None:
     """One broadcast datagram through the shell's receive path, with its IP_PKTINFO."""
-    anc = [(socket.IPPROTO_IP, IP_PKTINFO, IN_PKTINFO.pack(IFINDEX, SERVER.packed, b"\xff\xff\xff\xff"))]
-    server._datagram(p.build(pkt), anc, ("0.0.0.0", 68))
+    server._datagram(p.build(pkt), BROADCAST_PKTINFO, ("0.0.0.0", 68))
 
 
 def _dora_request(server: DhcpServer, sock: RecordingSocket) -> IPv4Address:
@@ -236,8 +239,7 @@ class QueuedSocket(RecordingSocket):
                 ancbufsize: int) -> tuple[bytes, list[tuple[int, int, bytes]], int, tuple[str, int]]:
         if not self.waiting:
             raise BlockingIOError
-        anc = [(socket.IPPROTO_IP, IP_PKTINFO, IN_PKTINFO.pack(IFINDEX, SERVER.packed, b"\xff\xff\xff\xff"))]
-        return self.waiting.pop(0), anc, 0, ("0.0.0.0", 68)
+        return self.waiting.pop(0), BROADCAST_PKTINFO, 0, ("0.0.0.0", 68)
 
 
 def test_a_wake_up_reads_a_bounded_burst_then_lets_the_loop_run_other_work(tmp_path: Path) -> None:
