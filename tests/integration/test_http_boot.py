@@ -76,9 +76,10 @@ def test_configs_over_http_only_for_the_lease_holder(appliance: ApplianceLab) ->
     # A serial header naming another device is refused (leaf01 lists no serial: its own is accepted).
     status, _, _ = curl(appliance, device, f"http://{SERVER}/configs/leaf01.cfg", "-H", "CUMULUS-SERIAL: X1")
     assert status == 200
-    log = appliance.log_text("02:00:00:00:00:01 http leaf01.cfg refused to 10.60.0.50", "provisioned: leaf01.cfg")
-    assert "02:00:00:00:00:01 http leaf01.cfg refused to 10.60.0.50" in log
-    assert "provisioned: leaf01.cfg" in log
+    refused, provisioned = "02:00:00:00:00:01 http leaf01.cfg refused to 10.60.0.50", "provisioned: leaf01.cfg"
+    log = appliance.log_text(refused, provisioned)
+    assert refused in log
+    assert provisioned in log
     # The device timeline tells the same story as for TFTP, saying HTTP.
     def timeline() -> list[str]:
         _, _, body = curl(appliance, device, f"http://{SERVER}/api/devices/leaf01/timeline")

@@ -9,6 +9,7 @@ import pytest
 
 from bench import dhcp, report
 from bench.run import RATIO_ROWS, sweep_order
+from ztp.lab import LabError
 
 NAMES = ["ztp", "ztp-info", "ztp-compiled", "ztp-ping", "kea", "dnsmasq"]
 
@@ -65,8 +66,6 @@ def test_paired_cpu_alternates_the_set_ups_and_compares_their_cost_per_dora(monk
 
 
 def test_a_paired_run_whose_server_does_not_start_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ztp.lab import LabError
-
     def once(lab: object, srv: str, cli: str, server_ip: str, start: Callable[[Path], str], tmp: Path, rate: int,
              seconds: float, *, phase: str) -> dhcp.RateRun:
         if start(tmp) == "info":
