@@ -153,10 +153,10 @@ def test_blocked_commit_holds_the_ack_until_the_row_is_durable(tmp_path: Path) -
 
 
 def test_every_ack_finds_its_row_on_disk_when_it_leaves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real SQLite store: at each ACK's send its row is committed (another connection reads it); while
-    the database refuses writes no ACK leaves and memory keeps agreeing with the disk."""
+    """The real SQLite store: at each ACK's send its row is durable (another reader finds it: the database and
+    the commit log); while the lease writer is gone no ACK leaves and memory keeps agreeing with the disk."""
     from ztp.leases.store import sqlite as store
-    monkeypatch.setattr(store, "BUSY_TIMEOUT", 0.2)  # the writer gives up on a locked database quickly
+    monkeypatch.setattr(store, "RESPAWN_AFTER", 3600.0)  # a dead writer stays dead for this test
     db = database_path(tmp_path / "state")
 
     def on_disk(pkt: p.DhcpPacket) -> None:
@@ -177,16 +177,12 @@ def test_every_ack_finds_its_row_on_disk_when_it_leaves(tmp_path: Path, monkeypa
                 _receive(server, msg(p.REQUEST, mac, xid=n, requested=str(offer.yiaddr), server_id=str(SERVER),
                                      flags=p.BROADCAST_FLAG))
             await _until(lambda: sock.types().count(p.ACK) == 20)
-            # The database refuses writes now (another process holds its write lock): no ACK, and memory
-            # follows the disk.
-            locker = sqlite3.connect(db, isolation_level=None)
-            locker.execute("BEGIN EXCLUSIVE")
-            try:
-                ip = _dora_request_for(server, sock, "02:77:00:00:0f:01")
-                await _until(lambda: server.counters["commit_failed"] == 1)
-            finally:
-                locker.execute("ROLLBACK")
-                locker.close()
+            # The writer process is gone (killed): the next commit fails, no ACK, and memory follows the disk.
+            assert writer._proc is not None
+            writer._proc.kill()
+            writer._proc.wait()
+            ip = _dora_request_for(server, sock, "02:77:00:00:0f:01")
+            await _until(lambda: server.counters["commit_failed"] == 1)
             assert sock.types().count(p.ACK) == 20
             assert table.by_ip[ip].state == LeaseState.OFFERED
             bound = {lease.ip for lease in table.by_ip.values() if lease.state == LeaseState.BOUND}

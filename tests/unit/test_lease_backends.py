@@ -25,6 +25,7 @@ from ztp.leases.store import (
     StoreError,
     StoreUnavailable,
     database_path,
+    load_leases,
     merge_remote,
 )
 from ztp.leases.store import sqlite as sqlite_store
@@ -54,12 +55,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Fa
     if request.param == "sqlite":
         path = database_path(tmp_path / "state")
 
-        def read_sqlite() -> dict[str, str]:
-            conn = sqlite3.connect(str(path))
-            try:
-                return dict(conn.execute("SELECT ip, state FROM leases").fetchall())
-            finally:
-                conn.close()
+        def read_sqlite() -> dict[str, str]:  # another reader: the database and the commit log on top
+            return {str(x.ip): x.state.value for x in load_leases(path)}
         yield (lambda: LeaseWriter(path)), read_sqlite
         return
     dsn: str = request.getfixturevalue("pg_dsn")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ztp.commitlog import segments
 from ztp.leases.store import LeaseWriter, database_path, load_leases
 from ztp.leases.table import Lease, LeaseState
 
@@ -46,12 +47,14 @@ def test_commit_resolves_only_after_the_row_is_readable_elsewhere(tmp_path: Path
             for n in range(1, 6):
                 fut = writer.commit(lease(n))
                 await asyncio.wait_for(fut, 10)
-                # Checked from a second connection the moment the future completes.
-                assert rows_seen_by_another_connection(path)[str(lease(n).ip)] == "bound"
+                # Read by another reader (the database, the commit log on top) the moment the future completes.
+                assert {x.ip: x.state for x in load_leases(path)}[lease(n).ip] == LeaseState.BOUND
         finally:
             writer.close()
 
     asyncio.run(main())
+    # Closed: the database alone holds every row, and the log is gone.
+    assert len(rows_seen_by_another_connection(path)) == 5 and segments(path) == []
     conn = sqlite3.connect(str(path))
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -108,12 +111,16 @@ def test_a_newer_row_replaces_the_address(tmp_path: Path) -> None:
     assert only.client == "other" and only.updated == 5000.0
 
 
-def test_a_failed_transaction_fails_its_futures_and_the_writer_goes_on(tmp_path: Path) -> None:
+def test_rows_the_database_refuses_stay_in_the_log_until_it_takes_them(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # A commit is durable once logged: a database that refuses the rows (a trigger here; a lock held by
+    # another process, a full disk) does not fail it, nor lose it. The rows stay in the log, every reader
+    # sees them, and a later writer writes them into the database once it takes them.
+    from ztp.leases.store import sqlite as store
+    monkeypatch.setattr(store, "APPLY_EVERY", 0.05)
     path = database_path(tmp_path)
     bad = lease(1)
     LeaseWriter(path).close()  # creates the schema
-    # The database refuses that one row, as a constraint would (the code under test is not patched: in the
-    # compiled build its calls do not go through module attributes).
     with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON leases WHEN NEW.ip = '{bad.ip}' "
                      "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
@@ -122,14 +129,30 @@ def test_a_failed_transaction_fails_its_futures_and_the_writer_goes_on(tmp_path:
         writer = LeaseWriter(path)
         writer.start(asyncio.get_running_loop())
         try:
-            with pytest.raises(sqlite3.IntegrityError):
-                await asyncio.wait_for(writer.commit(bad), 10)
+            await asyncio.wait_for(writer.commit(bad), 10)
             await asyncio.wait_for(writer.commit(lease(2)), 10)
+            await asyncio.sleep(0.3)  # several rounds of the applier, each refused
         finally:
             writer.close()
 
     asyncio.run(main())
-    assert [x.ip for x in load_leases(path)] == [lease(2).ip]
+    assert rows_seen_by_another_connection(path) == {}  # the transaction held both: neither is in the database
+    assert segments(path) != []
+    assert {x.ip for x in load_leases(path)} == {bad.ip, lease(2).ip}
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DROP TRIGGER refuse")
+    LeaseWriter(path).close()  # no writer process: the rows are still only logged
+    assert rows_seen_by_another_connection(path) == {}
+
+    async def again() -> None:
+        writer = LeaseWriter(path)
+        writer.start(asyncio.get_running_loop())  # its writer process replays the log first
+        await asyncio.wait_for(writer.commit(lease(3)), 10)
+        writer.close()
+
+    asyncio.run(again())
+    assert set(rows_seen_by_another_connection(path)) == {str(x.ip) for x in (bad, lease(2), lease(3))}
+    assert segments(path) == []
 
 
 def test_close_without_start(tmp_path: Path) -> None:
@@ -142,50 +165,62 @@ def _fields(x: Lease) -> dict[str, object]:
     return {f: getattr(x, f) for f in ("ip", "client", "mac", "state", "expires", "updated", "hostname")}
 
 
-def test_the_wal_is_checkpointed_by_its_own_thread_never_by_a_commit(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    # A commit that crossed SQLite's 1,000-page mark used to copy the WAL into the database (and sync it)
-    # before its ACKs could leave; now commits only append, the checkpointer copies, close() truncates.
+def test_a_commit_only_appends_to_the_log_and_never_touches_the_database(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # A commit is one record appended to the log and fdatasync'd. The database (and its WAL) is written
+    # by the applier every APPLY_EVERY s, here never while the commits go on; close() writes the rest.
     from ztp.leases.store import sqlite as store
-    monkeypatch.setattr(store, "CHECKPOINT_EVERY", 3600.0)  # no checkpointer round during the commits
+    monkeypatch.setattr(store, "APPLY_EVERY", 3600.0)
     path = database_path(tmp_path)
     wal = path.with_name(path.name + "-wal")
 
-    async def main() -> int:
+    def wal_size() -> int:
+        return wal.stat().st_size if wal.exists() else 0
+
+    async def main() -> tuple[int, int, dict[str, str], int]:
         writer = LeaseWriter(path)
         writer.start(asyncio.get_running_loop())
         try:
-            for n in range(1500):  # one transaction each, every one a frame or more
+            await asyncio.wait_for(writer.commit(lease(0)), 10)  # the writer process is up
+            before = wal_size()  # the schema's pages
+            for n in range(1, 1500):  # one transaction each
                 await asyncio.wait_for(writer.commit(lease(n)), 10)
-            return wal.stat().st_size
+            return before, wal_size(), rows_seen_by_another_connection(path), len(load_leases(path))
         finally:
             writer.close()
 
-    wal_size = asyncio.run(main())
-    # Every frame still there: an automatic checkpoint at 1,000 pages would have restarted the WAL.
-    assert wal_size > 1500 * (4096 + 24), wal_size
-    assert not wal.exists() or wal.stat().st_size == 0  # close(): checkpointed and truncated
-    assert len(load_leases(path)) == 1500
+    before, after, in_database, loaded = asyncio.run(main())
+    assert in_database == {} and after == before
+    assert loaded == 1500  # the log, read on top of the database
+    assert not wal.exists() or wal.stat().st_size == 0  # close(): written, checkpointed and truncated
+    assert len(rows_seen_by_another_connection(path)) == 1500 and segments(path) == []
 
 
-def test_the_checkpointer_copies_the_wal_while_commits_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_applier_writes_the_database_and_deletes_full_segments_while_commits_go_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ztp.leases.store import sqlite as store
-    monkeypatch.setattr(store, "CHECKPOINT_EVERY", 0.02)
+    monkeypatch.setattr(store, "APPLY_EVERY", 0.02)
+    monkeypatch.setattr(store, "SEGMENT_BYTES", 4096)  # a few dozen transactions each
     path = database_path(tmp_path)
+    files: list[int] = []
 
     async def main() -> int:
         writer = LeaseWriter(path)
         writer.start(asyncio.get_running_loop())
         try:
             for n in range(300):
-                await asyncio.wait_for(writer.commit(lease(n)), 10)
+                await asyncio.wait_for(writer.commit(lease(n, hostname=f"h{n}")), 10)
                 if n % 50 == 0:
-                    await asyncio.sleep(0.03)
-            return writer.checkpoints
+                    await asyncio.sleep(0.1)
+                    files.append(len(segments(path)))
+                    assert len(load_leases(path)) == n + 1
+            return writer.applied
         finally:
             writer.close()
 
     assert asyncio.run(main()) >= 3
+    assert max(files) <= 3, files  # the current segment, the next one ready, at most one not yet written in
+    assert segments(path) == []
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # read without the WAL's help: in the database
     try:
         assert conn.execute("SELECT count(*) FROM leases").fetchone()[0] == 300
@@ -201,6 +236,7 @@ def test_the_writer_is_a_process_and_a_dead_one_is_replaced(tmp_path: Path, monk
 
     from ztp.leases.store import sqlite as store
     monkeypatch.setattr(store, "RESPAWN_AFTER", 0.0)
+    monkeypatch.setattr(store, "APPLY_EVERY", 3600.0)  # what a writer acknowledged is only in the log
     path = database_path(tmp_path)
 
     async def main() -> None:
@@ -220,6 +256,8 @@ def test_the_writer_is_a_process_and_a_dead_one_is_replaced(tmp_path: Path, monk
             assert first.poll() is None
             os.kill(first.pid, signal.SIGKILL)
             first.wait()
+            assert rows_seen_by_another_connection(path) == {}  # never written into the database ...
+            assert {x.ip for x in load_leases(path)} == {lease(1).ip, lease(4).ip}  # ... but durable
             with pytest.raises(OSError, match="writer process exited"):
                 # Queued to the dead process (or refused by it): failed, never reported durable.
                 await asyncio.wait_for(writer.commit(lease(2)), 10)
@@ -229,11 +267,13 @@ def test_the_writer_is_a_process_and_a_dead_one_is_replaced(tmp_path: Path, monk
             writer.close()
 
     asyncio.run(main())
-    assert {x.ip for x in load_leases(path)} == {lease(1).ip, lease(3).ip, lease(4).ip}
+    # The second writer wrote the first one's log into the database before its own commits.
+    assert set(rows_seen_by_another_connection(path)) == {str(lease(n).ip) for n in (1, 3, 4)}
+    assert segments(path) == []
 
 
 def test_frames_are_decoded_whatever_the_pieces_they_arrive_in() -> None:
-    from ztp.rowwriter import FrameReader, frame
+    from ztp.frames import FrameReader, frame
 
     stream = frame([("10.0.0.1", "a", 1.5, None)]) + frame((1, None, 2, 3, 4)) + frame([])
     reader = FrameReader()

@@ -16,7 +16,7 @@ from ztp.dhcp.chain import Chain
 from ztp.dhcp.exchange import Ingress, Proposal
 from ztp.dhcp.packet import DhcpPacket, build, mac_to_chaddr, parse
 from ztp.leases.ledger import Ledger
-from ztp.leases.store.sqlite import LeaseWriter, database_path, load_leases, schema_version
+from ztp.leases.store.sqlite import SCHEMA_VERSION, LeaseWriter, database_path, load_leases, schema_version
 from ztp.leases.table import LeaseTable
 from ztp.provision import RenderedConfigs, device_view
 from ztp.render import Renderer
@@ -154,7 +154,7 @@ def test_sqlite_schema_1_gains_the_vendor_column(tmp_path: Path) -> None:
     writer.write_all([replace(old, vendor="sonic")])
     writer.close()
     conn = sqlite3.connect(path)
-    assert schema_version(conn) == 2
+    assert schema_version(conn) == SCHEMA_VERSION == 3  # 2: the vendor column; 3: the commit log's position
     conn.close()
     assert [x.vendor for x in load_leases(path)] == ["sonic"]
 

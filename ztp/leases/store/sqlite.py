@@ -1,9 +1,11 @@
-"""The embedded lease store (the default): SQLite in WAL mode with synchronous=FULL, one writer process,
-group commit.
+"""The embedded lease store (the default): SQLite in WAL mode, one writer process, group commit through a
+commit log.
 
 RFC 2131 §3.1 (2) and §4.3.2: the server commits the binding to persistent storage before sending the
-DHCPACK. `LeaseWriter.commit()` returns an awaitable that completes only after fsync; requests arriving
-while a transaction is being written are gathered into the next one, so durability costs no throughput.
+DHCPACK. `LeaseWriter.commit()` returns an awaitable that completes only after the writer process has
+appended it to the commit log and fdatasync'd it (`ztp.commitlog`); requests arriving while a transaction is
+being written are gathered into the next one, so durability costs no throughput. The writer writes the
+logged rows into the database once a second; every reader (`load_leases`) reads the log's rest on top.
 The schema is versioned (`schema_version`) and upgraded in place when the database is opened
 (`ztp db upgrade` does the same without serving).
 """
@@ -23,8 +25,10 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from ztp import commitlog
+from ztp.frames import FrameReader, frame
 from ztp.leases.table import Lease, LeaseState
-from ztp.rowwriter import FrameReader, frame, ignore_stop_signals
+from ztp.rowwriter import ignore_stop_signals
 from ztp.sqlbatch import CACHED_STATEMENTS, write_rows
 
 log = logging.getLogger("ztp.leases")
@@ -43,10 +47,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )""",),
     # 2: the vendor profile the device's DHCP fingerprint was recognised as (templates branch on it).
     ("ALTER TABLE leases ADD COLUMN vendor TEXT",),
+    # 3: the commit log's position: this database's id (its segments repeat it) and the last segment it holds.
+    ("CREATE TABLE commit_log (db_id TEXT NOT NULL, applied INTEGER NOT NULL)",
+     "INSERT INTO commit_log (db_id, applied) VALUES (lower(hex(randomblob(8))), 0)"),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _UPSERT = "INSERT OR REPLACE INTO leases (ip, client, mac, state, expires, updated, hostname, vendor)"
-CHECKPOINT_EVERY = 1.0  # seconds between the checkpointer's passive WAL checkpoints
+APPLY_EVERY = 1.0  # seconds between the writer's rounds of writing the logged rows into the database
+SEGMENT_BYTES = commitlog.SEGMENT_BYTES
 BUSY_TIMEOUT = 5.0  # seconds the writer waits for another process's lock on the database before failing
 RESPAWN_AFTER = 1.0  # seconds between attempts to start the writer process
 CLOSE_TIMEOUT = 10.0  # seconds the writer process has to finish at close before it is killed
@@ -114,27 +122,31 @@ class LeaseDatabaseError(OSError):
 
 
 def load_leases(path: Path) -> list[Lease]:
-    """Every lease row on disk (an empty list when there is no database yet, or it has no rows yet);
-    LeaseDatabaseError naming the file and the reason when it cannot be read."""
+    """Every lease on disk: the database's rows and, on top, those of the commit log it does not hold yet
+    (an empty list when there is no database yet, or it has no rows yet); LeaseDatabaseError naming the file
+    and the reason when it cannot be read."""
     if not path.exists():
         return []
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         try:
             # Read-only (tools read a database `ztp serve` owns): a version 1 file has no vendor column yet.
             columns = {r[1] for r in conn.execute("PRAGMA table_info(leases)")}
             vendor = "vendor" if "vendor" in columns else "NULL"
-            rows = conn.execute(f"SELECT ip, client, mac, state, expires, updated, hostname, {vendor} "
-                                "FROM leases").fetchall()
+            rows, logged = commitlog.overlay(conn, path, "SELECT ip, client, mac, state, expires, updated, "
+                                                         f"hostname, {vendor} FROM leases")
         finally:
             conn.close()
+        by_ip = {r[0]: r for r in rows}
+        for r in logged:
+            by_ip[r[0]] = r
         return [Lease(ip=IPv4Address(r[0]), client=r[1], mac=r[2], state=LeaseState(r[3]), expires=r[4],
-                      updated=r[5], hostname=r[6], vendor=r[7]) for r in rows]
+                      updated=r[5], hostname=r[6], vendor=r[7]) for r in by_ip.values()]
     except sqlite3.OperationalError as exc:
         if str(exc) == "no such table: leases":
             return []  # created but never written to: the writer creates the table
         error: Exception = exc
-    except (sqlite3.Error, ValueError) as exc:  # not a database, corrupt, or rows that are not leases
+    except (sqlite3.Error, ValueError, OSError) as exc:  # not a database, corrupt, or rows that are not leases
         error = exc
     raise LeaseDatabaseError(f"lease database {path} cannot be read: {error}. Not starting with an empty lease "
                              "table (its addresses would be handed out again): restore the file from a backup, "
@@ -152,7 +164,7 @@ class LeaseWriterError(OSError):
 
 class LeaseWriter:
     """Persists leases from the event loop through a writer process (`ztp.rowwriter`) that batches them into
-    fsync'd transactions.
+    fdatasync'd transactions of the commit log.
 
     The embedded `ztp.leases.store.LeaseBackend`: one appliance owns the file, so nothing is shared.
 
@@ -161,8 +173,9 @@ class LeaseWriter:
     writer is a process, not a thread: its work never takes the event loop's GIL (issue 14). `start` starts
     it (as `user` once it has the database open, when given); after it died the next commit starts another,
     at most once a second; the commits it held, or that arrive while it cannot be started, fail (no ACK
-    leaves for them). Its checkpointer (PASSIVE every CHECKPOINT_EVERY s: it never blocks the writer)
-    keeps the WAL short; `close` truncates it.
+    leaves for them); the next writer first writes what the dead one logged into the database. Every
+    APPLY_EVERY s the writer writes the logged rows into the database and checkpoints its WAL (PASSIVE);
+    at `close` it writes the rest and deletes the log, then the WAL is truncated.
     """
 
     shared = False
@@ -180,7 +193,7 @@ class LeaseWriter:
         self._next_spawn = 0.0
         self.transactions = 0
         self.rows = 0
-        self.checkpoints = 0
+        self.applied = 0  # rounds of the writer's writing logged rows into the database
 
     def load(self) -> list[Lease]:
         """Every lease row (call before `start`)."""
@@ -229,7 +242,7 @@ class LeaseWriter:
         self._next_spawn = now + RESPAWN_AFTER
         try:
             proc = subprocess.Popen([sys.executable, "-m", "ztp.rowwriter", str(self.path), _UPSERT,
-                                     str(BUSY_TIMEOUT), str(CHECKPOINT_EVERY), self.user or ""],
+                                     str(BUSY_TIMEOUT), str(APPLY_EVERY), str(SEGMENT_BYTES), self.user or ""],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
                                     preexec_fn=ignore_stop_signals)
         except OSError as exc:
@@ -284,8 +297,8 @@ class LeaseWriter:
         self._acknowledged(self._acks.feed(data))
 
     def _acknowledged(self, acks: list[Any]) -> None:
-        for frames, error, self.transactions, self.rows, self.checkpoints in acks:
-            failure = None if error is None else getattr(sqlite3, error[0], sqlite3.Error)(error[1])
+        for frames, error, self.transactions, self.rows, self.applied in acks:
+            failure = None if error is None else LeaseWriterError(f"lease database {self.path}: {error}")
             for _ in range(frames):
                 _settle(self._inflight.popleft(), failure)
 
@@ -335,7 +348,8 @@ class LeaseWriter:
         self._conn.close()
 
     def write_all(self, leases: Iterable[Lease]) -> None:
-        """Synchronous bulk write (tools and tests; not from the event loop)."""
+        """Synchronous bulk write straight into the database (tests; not from the event loop, and not while a
+        commit log is left: its rows, written in later, would replace these)."""
         write_rows(self._conn, _UPSERT, [_row(lease) for lease in leases])
 
 
