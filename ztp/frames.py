@@ -45,3 +45,8 @@ class FrameReader:
     def partial(self) -> bool:
         """Whether part of a frame is still to come."""
         return bool(self._buffer)
+
+    @property
+    def buffered(self) -> int:
+        """How many bytes of a frame not yet whole it holds."""
+        return len(self._buffer)

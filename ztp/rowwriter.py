@@ -31,6 +31,7 @@ USER: a Python under root's home is not executable by USER).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import sqlite3
@@ -146,9 +147,12 @@ class Applier(threading.Thread):
             print(f"ztp row writer: {self.db}: the logged rows are in the database again, after {self.failed} "
                   "failed rounds", file=sys.stderr, flush=True)
             self.failed = 0
-        for seq, path in segments(self.db):
-            if seq <= upto:
-                path.unlink(missing_ok=True)
+        try:
+            for seq, path in segments(self.db):
+                if seq <= upto:
+                    path.unlink(missing_ok=True)
+        except OSError as exc:  # harmless: the database's position says they are written in
+            print(f"ztp row writer: {self.db}: cannot delete a segment written in: {exc}", file=sys.stderr, flush=True)
         self.applied = upto
         self.count += 1
         try:
@@ -159,16 +163,17 @@ class Applier(threading.Thread):
 
     def finish(self, last: int) -> None:
         """No more appends (`last` is the final segment): stop the thread, write everything into the database
-        and delete the log (kept, for the next writer, if the database cannot be written)."""
+        and delete the log (kept, for the next writer, if the database cannot be written; the segment made
+        ahead holds nothing and goes either way)."""
         self.stopping = True
         self.wake.set()
         self.join()
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            os.close(spare[1])
+            segment_path(self.db, spare[0]).unlink(missing_ok=True)
         self.add([], complete=last)
-        if self.apply():
-            spare, self.spare = self.spare, None
-            if spare is not None:
-                os.close(spare[1])
-                segment_path(self.db, spare[0]).unlink(missing_ok=True)
+        self.apply()
 
 
 class Log:
@@ -213,8 +218,9 @@ def serve(read_fd: int, write_fd: int, path: str, head: str, busy_timeout: float
           segment_bytes: int, user: str = "") -> None:
     """Make every frame read from `read_fd` durable, acknowledging each transaction on `write_fd`, until end of
     input (as `user` once the database is open, when given)."""
-    conn = connect(path, busy_timeout)
     db = Path(path)
+    held = _hold(db)
+    conn = connect(path, busy_timeout)
     db_id, last = replay(conn, db, head)  # what a writer that died left in the log
     if user:
         from ztp.privilege import drop_privileges
@@ -242,8 +248,11 @@ def serve(read_fd: int, write_fd: int, path: str, head: str, busy_timeout: float
             if not frames:
                 continue
             rows = [row for f in frames for row in f]
+            body = b"".join(chunks)
+            if reader.partial:  # the parent died inside a frame: log the whole ones only
+                body = body[:len(body) - reader.buffered]
             try:
-                log.append(b"".join(chunks), rows)
+                log.append(body, rows)
             except OSError as exc:
                 _acknowledge(write_fd, (len(frames), f"commit log {segment_path(db, log.seq)}: {exc}",
                                         transactions, rows_written, applier.count))
@@ -255,6 +264,21 @@ def serve(read_fd: int, write_fd: int, path: str, head: str, busy_timeout: float
         log.close()
         applier.finish(log.seq)
         conn.close()
+        os.close(held)
+
+
+def _hold(db: Path) -> int:
+    """Lock the database's commit log for this writer (released when it exits, however it exits): a second
+    writer would replay and delete the first one's segments and number its own over them."""
+    path = db.with_name(f"{db.stem}.commitlog.lock")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OSError(f"another lease writer holds {path}: is a second ztp serve using this state_dir?") from None
+    return fd
 
 
 def _acknowledge(write_fd: int, ack: tuple[Any, ...]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from contextlib import closing
 from ipaddress import IPv4Address
@@ -12,7 +13,7 @@ import pytest
 
 from ztp import commitlog
 from ztp.commitlog import CommitLogError, bodies, header, record, rows_of, segments
-from ztp.frames import frame
+from ztp.frames import FrameReader, frame
 from ztp.leases.store import LeaseWriter, database_path, load_leases
 from ztp.leases.table import Lease, LeaseState
 
@@ -97,3 +98,50 @@ def test_a_database_moved_away_takes_its_log_with_it(tmp_path: Path) -> None:
         path.with_name(path.name + suffix).unlink(missing_ok=True)
     LeaseWriter(path).close()  # a new database, a new id
     assert load_leases(path) == []
+
+
+def test_a_frame_cut_short_by_the_parents_death_is_not_logged(tmp_path: Path) -> None:
+    # `ztp serve` killed while writing a frame into the pipe: the writer logs the whole frames only (a record
+    # with a piece of a frame would be intact, CRC and all, and stop every later start). The database is
+    # locked here, so the writer's last round fails and its log stays for this test to read.
+    from ztp.leases.store.sqlite import _UPSERT
+    from ztp.rowwriter import serve
+
+    path = database_path(tmp_path)
+    LeaseWriter(path).close()
+    read_end, write_end = os.pipe()
+    acks, ack_end = os.pipe()
+    os.write(write_end, frame([row(1)]) + frame([row(2)])[:7])
+    os.close(write_end)
+    with closing(sqlite3.connect(path, isolation_level=None)) as locker:
+        locker.execute("BEGIN EXCLUSIVE")
+        serve(read_end, ack_end, str(path), _UPSERT, 0.1, 3600.0, 4096)
+        locker.execute("ROLLBACK")
+    os.close(read_end)
+    os.close(ack_end)
+    assert FrameReader().feed(os.read(acks, 65536)) == [(1, None, 1, 1, 0)]
+    os.close(acks)
+    (seg,) = segments(path)
+    assert rows_of(seg[1].read_bytes(), _db_id(path), seg[1]) == [row(1)]
+    assert [str(x.ip) for x in load_leases(path)] == ["10.60.0.1"]
+
+
+def test_a_second_writer_on_one_database_is_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    from ztp.leases.store.sqlite import _UPSERT
+    from ztp.rowwriter import serve
+
+    path = database_path(tmp_path)
+    LeaseWriter(path).close()
+    lock = path.with_name("leases.commitlog.lock")
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the first writer
+        read_end, write_end = os.pipe()
+        try:
+            with pytest.raises(OSError, match=f"another lease writer holds {lock}"):
+                serve(read_end, write_end, str(path), _UPSERT, 0.1, 1.0, 4096)
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+    assert segments(path) == []  # it touched nothing

@@ -348,8 +348,8 @@ class LeaseWriter:
         self._conn.close()
 
     def write_all(self, leases: Iterable[Lease]) -> None:
-        """Synchronous bulk write straight into the database (tests; not from the event loop, and not while a
-        commit log is left: its rows, written in later, would replace these)."""
+        """Synchronous bulk write straight into the database (tests and the bench; not from the event loop, and
+        not while a commit log is left: its rows, written in later, would replace these)."""
         write_rows(self._conn, _UPSERT, [_row(lease) for lease in leases])
 
 
