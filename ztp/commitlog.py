@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ztp.frames import FrameReader
-from ztp.sqlbatch import insert_rows
+from ztp.sqlbatch import immediate, insert_rows
 
 MAGIC = b"ZTPCLOG1"
 _ID_BYTES = 16  # the database's id, hex: commit_log.db_id
@@ -127,6 +127,7 @@ def create(db: Path, seq: int, db_id: str, size: int = SEGMENT_BYTES) -> int:
 
 
 def sync_directory(directory: Path) -> None:
+    """fsync `directory`: an entry just created in it survives a crash."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -135,17 +136,9 @@ def sync_directory(directory: Path) -> None:
 
 
 def read_all(fd: int) -> bytes:
-    """Everything in the file open at `fd`."""
-    size = os.fstat(fd).st_size
-    chunks = []
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, size - offset, offset)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
+    """Everything in the file just opened at `fd` (which stays open)."""
+    with open(fd, "rb", closefd=False) as file:
+        return file.read()
 
 
 # --- the database's side -------------------------------------------------------------------------------------
@@ -193,18 +186,9 @@ def overlay(conn: sqlite3.Connection, db: Path, query: str) -> tuple[list[Sequen
 def apply(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], upto: int) -> None:
     """Write `rows` into the database and record that it holds every segment up to `upto`, in one
     transaction (synchronous=FULL: durable when this returns; rolled back if it fails)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn):
         insert_rows(conn, head, rows)
         conn.execute("UPDATE commit_log SET applied = ?", (upto,))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # the statement's own error is the one to report
-        raise
 
 
 def replay(conn: sqlite3.Connection, db: Path, head: str) -> tuple[str, int]:

@@ -14,7 +14,8 @@ gives the GIL away.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 _MAX_ROWS = 500  # rows per statement: bounded SQL text and statement-cache entries; few statements per batch
@@ -33,9 +34,16 @@ def write_rows(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]
     if len(rows) <= _per_statement(conn, len(rows[0])):
         insert_rows(conn, head, rows)
         return
+    with immediate(conn):
+        insert_rows(conn, head, rows)
+
+
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT around the block, on an autocommit connection; rolled back if it fails."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        insert_rows(conn, head, rows)
+        yield
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
