@@ -110,20 +110,27 @@ def segments(db: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def create(db: Path, seq: int, db_id: str, size: int = SEGMENT_BYTES) -> int:
+def create(db: Path, seq: int, db_id: str, size: int) -> int:
     """Create segment `seq` at `size` bytes, synced with its directory entry; its descriptor (read-write)."""
     path = segment_path(db, seq)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        data = memoryview(header(db_id) + bytes(max(size, HEADER_BYTES) - HEADER_BYTES))
-        while data:
-            data = data[os.write(fd, data):]
+        write_at(fd, header(db_id) + bytes(max(size, HEADER_BYTES) - HEADER_BYTES), 0)
         os.fsync(fd)
         sync_directory(db.parent)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def write_at(fd: int, data: bytes, offset: int) -> None:
+    """All of `data` into the file at `offset` (a short write goes on where it stopped)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        offset += written
+        view = view[written:]
 
 
 def sync_directory(directory: Path) -> None:

@@ -41,7 +41,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ztp.commitlog import HEADER_BYTES, CommitLogError, apply, create, record, replay, segment_path, segments
+from ztp.commitlog import (
+    HEADER_BYTES,
+    CommitLogError,
+    apply,
+    create,
+    record,
+    replay,
+    segment_path,
+    segments,
+    write_at,
+)
 from ztp.frames import FrameReader, frame
 from ztp.sqlbatch import CACHED_STATEMENTS
 
@@ -192,11 +202,8 @@ class Log:
         complete = None
         if self.offset + len(data) > self.applier.segment_bytes and self.offset > HEADER_BYTES:
             complete = self._next()
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self.fd, view, self.offset)
-            self.offset += written
-            view = view[written:]
+        write_at(self.fd, data, self.offset)
+        self.offset += len(data)
         os.fdatasync(self.fd)
         self.applier.add(rows, complete)
 
