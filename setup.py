@@ -18,13 +18,17 @@ from glob import glob
 from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# What runs for every DHCP packet: the codec, the handler chain and its handlers, the lease ledger and
-# table, the rate limiters and the server's shell. Everything else stays interpreted.
+# What runs on the event loop for every DHCP packet: the codec, the handler chain and its handlers, the lease
+# ledger and table, the rate limiters, the server's shell, the lease writer's loop side (with its frames),
+# the boot file name, the interface table and the timeline recorder's classification. Everything else stays
+# interpreted (a class a test patches cannot be compiled: its methods are read-only).
 HOT = sorted([
     "ztp/bounded.py", "ztp/ratelimit.py",
     "ztp/dhcp/chain.py", "ztp/dhcp/exchange.py", "ztp/dhcp/fit.py", "ztp/dhcp/options.py", "ztp/dhcp/packet.py",
     "ztp/dhcp/relayinfo.py", "ztp/dhcp/reply.py", "ztp/dhcp/server.py",
-    "ztp/leases/ledger.py", "ztp/leases/table.py",
+    "ztp/leases/ledger.py", "ztp/leases/table.py", "ztp/leases/store/sqlite.py", "ztp/frames.py",
+    "ztp/devices.py", "ztp/net/sockets.py",
+    "ztp/timeline/recorder.py", "ztp/timeline/sources.py",
     *(os.path.relpath(path, HERE) for path in glob(os.path.join(HERE, "ztp/dhcp/handlers/*.py"))
       if not path.endswith("__init__.py")),
 ])

@@ -27,6 +27,7 @@ from typing import Any
 
 from ztp import commitlog
 from ztp.frames import FrameReader, frame
+from ztp.leases.store.errors import LeaseDatabaseError, LeaseWriterError
 from ztp.leases.table import Lease, LeaseState
 from ztp.rowwriter import ignore_stop_signals
 from ztp.sqlbatch import CACHED_STATEMENTS, write_rows
@@ -116,11 +117,6 @@ def upgrade(path: Path) -> tuple[int, int]:
         conn.close()
 
 
-class LeaseDatabaseError(OSError):
-    """The lease database exists but cannot be read. Starting with an empty table instead would hand out
-    again every address it holds (duplicate addresses on the network), so `ztp serve` stops."""
-
-
 def load_leases(path: Path) -> list[Lease]:
     """Every lease on disk: the database's rows and, on top, those of the commit log it does not hold yet
     (an empty list when there is no database yet, or it has no rows yet); LeaseDatabaseError naming the file
@@ -156,10 +152,6 @@ def load_leases(path: Path) -> list[Lease]:
 def _row(lease: Lease) -> tuple[str, str, str, str, float, float, str | None, str | None]:
     return (str(lease.ip), lease.client, lease.mac, lease.state.value, lease.expires, lease.updated,
             lease.hostname, lease.vendor)
-
-
-class LeaseWriterError(OSError):
-    """The writer process is gone (it exited or could not start): the commits it held are not durable."""
 
 
 class LeaseWriter:
@@ -329,14 +321,17 @@ class LeaseWriter:
             if self._out:
                 self._loop.remove_writer(proc.stdin.fileno())
             os.set_blocking(proc.stdin.fileno(), True)
+            # Any: its stderr is not piped, so communicate returns (bytes, None), not the (bytes, bytes) of
+            # typeshed, which a compiled build would check.
+            piped: Any = proc
             try:
                 # The rest of what it was sent, end of input, then its last acknowledgements until it exits.
-                rest, _ = proc.communicate(bytes(self._out), timeout=CLOSE_TIMEOUT)
+                rest = piped.communicate(bytes(self._out), timeout=CLOSE_TIMEOUT)[0]
             except subprocess.TimeoutExpired:
                 log.error("lease database %s: the writer process did not stop in %s s; killed", self.path,
                           CLOSE_TIMEOUT)
                 proc.kill()
-                rest, _ = proc.communicate()
+                rest = piped.communicate()[0]
             self._out.clear()
             self._acknowledged(self._acks.feed(rest))
             proc.stdout.close()
