@@ -61,6 +61,9 @@ def ratios(doc: dict[str, Any]) -> dict[str, str]:
         out["DHCP DORA/s ztp compiled / pure"] = _ratio(zc, z)
         if "kea" in dhcp:
             out["DHCP DORA/s ztp compiled/kea"] = _ratio(zc, dhcp["kea"].get("max_sustainable_dora_s"))
+    if "ztp-compiled-info" in dhcp and "kea" in dhcp:
+        out["DHCP DORA/s ztp compiled at info / kea"] = _ratio(dhcp["ztp-compiled-info"].get("max_sustainable_dora_s"),
+                                                               dhcp["kea"].get("max_sustainable_dora_s"))
     tftp = {t["server"]: t for t in doc.get("tftp", [])}
     if "ztp" in tftp and "tftpd-hpa" in tftp:
         zt, pt = tftp["ztp"], tftp["tftpd-hpa"]

@@ -11,13 +11,15 @@ from bench import dhcp, report
 from bench.run import RATIO_ROWS, sweep_order
 from ztp.lab import LabError
 
-NAMES = ["ztp", "ztp-info", "ztp-compiled", "ztp-ping", "kea", "dnsmasq"]
+NAMES = ["ztp", "ztp-info", "ztp-compiled", "ztp-compiled-info", "ztp-ping", "kea", "dnsmasq"]
 
 
 def test_ratio_rows_are_swept_twice_in_abba_order_then_the_rest_once() -> None:
-    assert sweep_order(NAMES, RATIO_ROWS, 2) == ["ztp", "ztp-info", "ztp-compiled", "kea",
-                                                 "kea", "ztp-compiled", "ztp-info", "ztp", "ztp-ping", "dnsmasq"]
-    assert sweep_order(NAMES, RATIO_ROWS, 1) == ["ztp", "ztp-info", "ztp-compiled", "kea", "ztp-ping", "dnsmasq"]
+    assert sweep_order(NAMES, RATIO_ROWS, 2) == ["ztp", "ztp-info", "ztp-compiled", "ztp-compiled-info", "kea",
+                                                 "kea", "ztp-compiled-info", "ztp-compiled", "ztp-info", "ztp",
+                                                 "ztp-ping", "dnsmasq"]
+    assert sweep_order(NAMES, RATIO_ROWS, 1) == ["ztp", "ztp-info", "ztp-compiled", "ztp-compiled-info", "kea",
+                                                 "ztp-ping", "dnsmasq"]
 
 
 def _run(rate: int) -> dict[str, object]:
