@@ -100,6 +100,11 @@ def segment_path(db: Path, seq: int) -> Path:
     return db.with_name(f"{db.stem}.commitlog.{seq:010d}")
 
 
+def lock_path(db: Path) -> Path:
+    """The file a writer of the database at `db` holds locked while it runs (`ztp.rowwriter`)."""
+    return db.with_name(f"{db.stem}.commitlog.lock")
+
+
 def segments(db: Path) -> list[tuple[int, Path]]:
     """The database's segment files, oldest first."""
     prefix = f"{db.stem}.commitlog."

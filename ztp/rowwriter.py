@@ -46,6 +46,7 @@ from ztp.commitlog import (
     CommitLogError,
     apply,
     create,
+    lock_path,
     record,
     replay,
     segment_path,
@@ -277,7 +278,7 @@ def serve(read_fd: int, write_fd: int, path: str, head: str, busy_timeout: float
 def _hold(db: Path) -> int:
     """Lock the database's commit log for this writer (released when it exits, however it exits): a second
     writer would replay and delete the first one's segments and number its own over them."""
-    path = db.with_name(f"{db.stem}.commitlog.lock")
+    path = lock_path(db)
     db.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
