@@ -40,7 +40,7 @@ bench: setup
 	$(BIN)/python -m bench.run
 
 lint: $(STAMP)
-	$(BIN)/ruff check ztp tests scripts
+	$(BIN)/ruff check ztp tests scripts buildsys setup.py
 	$(BIN)/mypy
 
 clean:

@@ -29,3 +29,13 @@ def _ipv4_str(address: _ipaddress.IPv4Address, _ntoa: _Callable[[bytes], str] = 
 _ipaddress.IPv4Address.__str__ = _ipv4_str  # type: ignore[method-assign,assignment]
 
 __version__ = "0.1.0"
+
+
+def build() -> str:
+    """Which build runs: the DHCP per-packet path compiled at install (mypyc, setup.py's HOT modules) or the
+    pure-Python one (an editable install, ZTP_COMPILE=0, or a build that could not compile)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("ztp.dhcp.chain")
+    compiled = spec is not None and spec.origin is not None and not spec.origin.endswith(".py")
+    return "compiled" if compiled else "pure Python"

@@ -12,6 +12,7 @@ import time
 from ipaddress import IPv4Address
 from typing import Any
 
+from ztp import build
 from ztp.access import AccessRule, access_warnings
 from ztp.api.metrics import ApplianceCollector, Metrics
 from ztp.api.routes import OperatorApi
@@ -472,7 +473,7 @@ class Appliance:
             if self.config.user:
                 # Every port and raw socket is open: from here on only what DHCP still needs.
                 drop_privileges(self.config.user, state_dir=self.config.state_dir)
-            log.info("ztp serving: %d subnets, %d inventory devices, %d leases on disk",
+            log.info("ztp serving, %s build: %d subnets, %d inventory devices, %d leases on disk", build(),
                      len(self.config.subnets), len(self.config.inventory.devices), len(self.table.by_ip))
             sweeper = asyncio.create_task(self._sweep())
             follower = asyncio.create_task(self._follow_timeline())

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from ztp import __version__
+from ztp import __version__, build
 from ztp.access import access_warnings
 from ztp.agent import cli as agent_cli
 from ztp.check import validate
@@ -232,7 +232,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="ztp", description="Zero-touch provisioning appliance")
-    parser.add_argument("--version", action="version", version=f"ztp {__version__}")
+    parser.add_argument("--version", action="version", version=f"ztp {__version__} ({build()})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run DHCP, TFTP and DNS in this network namespace")

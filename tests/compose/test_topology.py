@@ -99,6 +99,11 @@ def test_switches_are_provisioned_through_the_relay(topology: Topology, compose_
     switches = topology.containers[switch_spec.name]
     assert len(switches) == switch_spec.replicas
 
+    # The image's ztp is the wheel `pip install .` builds: its DHCP hot path compiled, which the switches
+    # below are served by (the rest of the suite runs the pure build of the development venv).
+    code, version = server.exec_run(["ztp", "--version"], demux=True)
+    assert code == 0 and version[0].strip().endswith(b"(compiled)"), version
+
     results: dict[str, dict[str, Any]] = {}
     for switch in switches:
         status = switch.wait(timeout=SWITCH_WAIT)
@@ -123,6 +128,7 @@ def test_switches_are_provisioned_through_the_relay(topology: Topology, compose_
         assert hashlib.sha256(fetched).hexdigest() == result["sha256"]
 
     assert len({r["ip"] for r in results.values()}) == len(switches), "two switches share an address"
+    assert "ztp serving, compiled build:" in topology.logs(server), topology.logs(server)[-2000:]
 
     # The appliance's lease table agrees, and every request came through the relay (giaddr set).
     code, out = server.exec_run(["ztp", "leases", "--config", config_path, "--json"], demux=True)
