@@ -20,6 +20,7 @@ from ztp.dhcp.reply import LIMITED_BROADCAST, Destination, destination
 from ztp.leases.ledger import LeaseChange, Ledger
 from ztp.leases.store import LeaseConflict
 from ztp.logwriter import fast_log
+from ztp.loopfd import unwatch
 from ztp.net.arp import inject_arp
 from ztp.net.icmp import Pinger, neighbour_mac
 from ztp.net.sockets import InterfaceTable, parse_pktinfo, pktinfo_cmsg, udp_socket
@@ -96,7 +97,7 @@ class DhcpServer:
     async def close(self) -> None:
         """Stop reading and close the sockets."""
         if self._sock is not None and self._loop is not None:
-            self._loop.remove_reader(self._sock.fileno())
+            unwatch(self._loop, self._sock.fileno())
             self._sock.close()
             self._sock = None
         if self.pinger is not None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from ztp.loopfd import unwatch
 from ztp.net.sockets import IN_PKTINFO, IP_PKTINFO, parse_pktinfo, pktinfo_cmsg
 from ztp.tftp.admission import DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER, SessionQuota
 from ztp.tftp.content import ContentProvider, StaticRoot, TftpRefusal, close_content
@@ -227,7 +228,7 @@ class _Transfer:
                 self.server.log.debug("%stftp send to %s:%d failed: %s", self.prefix, *self.peer, exc)
             pending.popleft()
         self._writer = False
-        self._loop.remove_writer(self.sock.fileno())
+        unwatch(self._loop, self.sock.fileno(), reader=False, writer=True)
         if self.session.next_deadline() is None:
             self.server._finish(self)
 
@@ -241,9 +242,7 @@ class _Transfer:
             self._timer = None
         fd = self.sock.fileno()
         if fd >= 0:
-            loop.remove_reader(fd)
-            if self._writer:
-                loop.remove_writer(fd)
+            unwatch(loop, fd, writer=self._writer)
         self.sock.close()
         self.session.close()
 
@@ -362,7 +361,7 @@ class TftpServer:
     async def close(self) -> None:
         """Stop the listeners and abandon every transfer in progress."""
         for sock, _ in self._listeners:
-            self._loop.remove_reader(sock.fileno())
+            unwatch(self._loop, sock.fileno())
             sock.close()
         self._listeners.clear()
         for transfer in list(self._transfers.values()):

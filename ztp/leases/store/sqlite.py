@@ -29,6 +29,7 @@ from ztp import commitlog
 from ztp.frames import FrameReader, frame
 from ztp.leases.store.errors import LeaseDatabaseError, LeaseWriterError
 from ztp.leases.table import Lease, LeaseState
+from ztp.loopfd import unwatch
 from ztp.rowwriter import ignore_stop_signals
 from ztp.sqlbatch import CACHED_STATEMENTS, write_rows
 
@@ -274,7 +275,7 @@ class LeaseWriter:
             sent = len(self._out)
         del self._out[:sent]
         if not self._out:
-            self._loop.remove_writer(proc.stdin.fileno())
+            unwatch(self._loop, proc.stdin.fileno(), reader=False, writer=True)
 
     def _readable(self) -> None:
         proc = self._proc
@@ -297,9 +298,9 @@ class LeaseWriter:
     def _died(self) -> None:
         proc = self._proc
         assert proc is not None and proc.stdout is not None and proc.stdin is not None and self._loop is not None
-        self._loop.remove_reader(proc.stdout.fileno())
+        unwatch(self._loop, proc.stdout.fileno())
         if self._out:
-            self._loop.remove_writer(proc.stdin.fileno())
+            unwatch(self._loop, proc.stdin.fileno(), reader=False, writer=True)
             self._out.clear()
         code = proc.wait()
         proc.stdin.close()
@@ -317,9 +318,9 @@ class LeaseWriter:
         proc = self._proc
         if proc is not None:
             assert proc.stdin is not None and proc.stdout is not None and self._loop is not None
-            self._loop.remove_reader(proc.stdout.fileno())
+            unwatch(self._loop, proc.stdout.fileno())
             if self._out:
-                self._loop.remove_writer(proc.stdin.fileno())
+                unwatch(self._loop, proc.stdin.fileno(), reader=False, writer=True)
             os.set_blocking(proc.stdin.fileno(), True)
             # Any: its stderr is not piped, so communicate returns (bytes, None), not the (bytes, bytes) of
             # typeshed, which a compiled build would check.
