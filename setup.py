@@ -47,15 +47,13 @@ def ext_modules() -> list[Any]:
     mode = os.environ.get("ZTP_COMPILE", "")
     if mode == "0" or sys.argv[1:2] in (["egg_info"], ["dist_info"], ["sdist"]):
         return []  # pure, or only the metadata (which the compiled modules do not change): mypyc once per build
-    if mode == "1":
-        from mypyc.build import mypycify  # an explicit request that cannot be met fails the build, loudly
-
-        return mypycify(HOT, opt_level="3")
     try:
         from mypyc.build import mypycify
 
         return mypycify(HOT, opt_level="3")
     except (Exception, SystemExit) as exc:  # mypyc exits on a type error
+        if mode == "1":
+            raise  # an explicit request that cannot be met fails the build, loudly
         warn(f"mypyc could not compile {len(HOT)} modules ({type(exc).__name__}: {exc})")
         return []
 

@@ -82,3 +82,6 @@ def test_without_mypyc_the_build_is_pure_with_a_warning() -> None:
                             check=True)
     assert result.stdout.strip() == "[]"
     assert "ztp build: WARNING: mypyc could not compile" in result.stderr
+    forced = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(ZTP_COMPILE="1"), capture_output=True,
+                            text=True)
+    assert forced.returncode != 0 and "ModuleNotFoundError" in forced.stderr and "WARNING" not in forced.stderr
