@@ -12,16 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.compiled import compile_into
+
 ROOT = Path(__file__).resolve().parents[2]
 SKIP = {"ztp", "tests", ".git", ".venv", "state", "build", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 
 
 def test_the_integration_suite_passes_on_the_compiled_build(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from compile import compile_into
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
     build = tmp_path / "compiled"
     compile_into(build)
     # A checkout whose `ztp` is the compiled copy: the tests find their data beside them (copied), the servers

@@ -8,15 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.compiled import compile_into
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_compiled_build_passes_the_unit_tests(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from compile import compile_into
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
     build = tmp_path / "compiled"
     modules = compile_into(build)
     assert "ztp.dhcp.chain" in modules and "ztp.dhcp.handlers.assemble" in modules
