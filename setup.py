@@ -70,9 +70,9 @@ class OptionalBuildExt(build_ext):
             if os.environ.get("ZTP_COMPILE") == "1":
                 raise
             for ext in self.extensions:
-                for path in {self.get_ext_fullpath(ext.name), os.path.join(HERE, self.get_ext_filename(ext.name))}:
-                    if os.path.exists(path):
-                        os.remove(path)
+                path = self.get_ext_fullpath(ext.name)  # in the source tree when --inplace
+                if os.path.exists(path):
+                    os.remove(path)
             self.extensions = []
             warn(f"the C compiler failed ({type(exc).__name__}: {exc})")
 
