@@ -693,3 +693,33 @@ def test_init_reboot_without_record_is_silent_unless_authoritative(tmp_path: Pat
     (tmp_path / "b").mkdir()
     bold = Policy(make_config(tmp_path / "b"))
     assert reply_of(bold.handle(reboot, DIRECT, T0)).message_type == p.ACK
+
+
+def test_the_chain_calls_each_handler_the_cheaper_way(tmp_path: Path) -> None:
+    """A handler class written in Python is called through its bound __call__, a compiled one (and a function)
+    as it is; either way every handler runs, in order."""
+    from ztp.dhcp.chain import _step, default_handlers
+    from ztp.dhcp.exchange import Reply, Request
+
+    config = make_config(tmp_path)
+    seen: list[str] = []
+
+    class Python:
+        def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
+            seen.append("class")
+            return reply
+
+    def function(req: Request, reply: Reply) -> Reply | Proposal:
+        seen.append("function")
+        return reply
+
+    instance = Python()
+    assert _step(instance) == instance.__call__ and _step(function) is function
+    for handler in default_handlers(config, Ledger(LeaseTable())):
+        compiled = not isinstance(type(handler).__call__, type(function))
+        assert (_step(handler) is handler) is compiled
+    ledger = Ledger(LeaseTable())
+    chain = Chain(config, ledger, handlers=[instance, function, *default_handlers(config, ledger)])
+    proposal = chain.handle(msg(p.DISCOVER, mac(1)), DIRECT, 1000.0)
+    assert seen == ["class", "function"]
+    assert proposal.change is not None and proposal.change.lease.ip == IPv4Address("10.60.0.100")
