@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 from dataclasses import replace
 from ipaddress import IPv4Address
@@ -212,6 +213,12 @@ def test_cstring_fields_stop_at_nul() -> None:
     raw[108 + 9 : 108 + 13] = b"xyz\0"
     pkt = parse(bytes(raw))
     assert pkt.sname == b"srv" and pkt.file == b"boot.bin"
+    raw[44:108] = b"no terminator".ljust(64, b"x")
+    raw[108:236] = bytes(128)
+    pkt = parse(bytes(raw))
+    assert pkt.sname == b"no terminator".ljust(64, b"x") and pkt.file == b""
+    raw[44:108] = b"\0after a leading nul".ljust(64, b"\0")
+    assert parse(bytes(raw)).sname == b""
 
 
 def test_mac_uses_only_hlen_bytes() -> None:
@@ -260,6 +267,27 @@ def test_empty_option_is_encoded_with_zero_length() -> None:
 
 def test_pad_and_end_codes_are_never_encoded_as_options() -> None:
     assert encode_options({0: b"x", 255: b"y", 53: b"\x01"}) == bytes((53, 1, 1, 255))
+
+
+def test_encoding_matches_a_byte_by_byte_tlv_encoder() -> None:
+    """Every code and length (RFC 3396 splits included), in the given order, against the plainest encoder."""
+
+    def plain(options: dict[int, bytes]) -> bytes:
+        out = bytearray()
+        for code, value in options.items():
+            if code in (0, 255):
+                continue
+            chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [b""]
+            for chunk in chunks:
+                out += bytes((code, len(chunk))) + chunk
+        return bytes(out + b"\xff")
+
+    rng = random.Random(3396)
+    for _ in range(400):
+        options = {rng.randrange(256): rng.randbytes(rng.choice([0, 1, 4, rng.randrange(256), rng.randrange(900)]))
+                   for _ in range(rng.randrange(1, 20))}
+        assert encode_options(options) == plain(options)
+    assert encode_options({}) == b"\xff"
 
 
 def _with_overload(flag: int, file_opts: bytes, sname_opts: bytes) -> bytes:

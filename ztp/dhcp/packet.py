@@ -142,7 +142,8 @@ class DhcpPacket:
 
 
 def _cstring(raw: bytes) -> bytes:
-    return raw.split(b"\0", 1)[0]
+    # sname and file are empty (all NUL) in nearly every request: no split for those.
+    return b"" if not raw or raw[0] == 0 else raw.split(b"\0", 1)[0]
 
 
 def _parse_options(data: bytes, start: int, end: int, into: dict[int, bytes]) -> None:
@@ -210,26 +211,36 @@ def parse(data: bytes) -> DhcpPacket:
     )
 
 
+def _tlv_head(code: int, length: int) -> bytes:
+    """The two bytes before an option's value, made once: a row of 256 per option code in use."""
+    row = _TLV_HEADS[code]
+    if row is None:
+        row = _TLV_HEADS[code] = [bytes((code, n)) for n in range(256)]
+    return row[length]
+
+
+_TLV_HEADS: Final[list[list[bytes] | None]] = [None] * 256
+_END: Final = bytes((OPT_END,))
+
+
 def encode_options(options: dict[int, bytes]) -> bytes:
     """TLV-encode options in the given order; values over 255 bytes are split (RFC 3396 §5), END appended."""
-    # Appending ints to one bytearray, rather than concatenating small bytes objects, is what keeps this
-    # off the profile: it runs for every reply.
-    out = bytearray()
+    # One join of remembered heads and the values: appending each code and length to a bytearray was a
+    # method call per byte in the compiled build (7 % of a DORA's decision-path instructions, callgrind).
+    parts: list[bytes] = []
     for code, value in options.items():
         if code == OPT_PAD or code == OPT_END:
             continue
         if len(value) <= 255:
-            out.append(code)
-            out.append(len(value))
-            out += value
+            parts.append(_tlv_head(code, len(value)))
+            parts.append(value)
             continue
         for i in range(0, len(value), 255):
             chunk = value[i : i + 255]
-            out.append(code)
-            out.append(len(chunk))
-            out += chunk
-    out.append(OPT_END)
-    return bytes(out)
+            parts.append(_tlv_head(code, len(chunk)))
+            parts.append(chunk)
+    parts.append(_END)
+    return b"".join(parts)
 
 
 def _packed(ip: IPv4Address) -> bytes:
