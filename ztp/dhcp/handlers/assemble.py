@@ -51,8 +51,9 @@ class Assemble:
     """Sets `reply.packet` from the fields the handlers filled in."""
 
     def __init__(self) -> None:
-        self._names: dict[object, bytes] = {}
-        self._packed: dict[object, bytes] = {}  # IPv4Address.packed builds bytes digit by digit: remember ours
+        # By server address (packet.ip_key): IPv4Address.packed and str() build bytes digit by digit.
+        self._names: dict[int, bytes] = {}
+        self._packed: dict[int, bytes] = {}
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Build the BOOTREPLY."""
@@ -60,17 +61,19 @@ class Assemble:
         opts = reply.options  # this request's own dict: handlers copy cached option sets into it
         if reply.mtype is not None:
             opts[o.MESSAGE_TYPE] = _MESSAGE_TYPE[reply.mtype]
-            packed = self._packed.get(reply.server_id)
+            key = p.ip_key(reply.server_id)
+            packed = self._packed.get(key)
             if packed is None:
-                packed = self._packed[reply.server_id] = reply.server_id.packed
+                packed = self._packed[key] = reply.server_id.packed
             opts[o.SERVER_ID] = packed
         boot = reply.boot_file
         server = reply.server_id
         sname = b""
         if boot is not None:
-            sname = self._names.get(server, b"")
+            key = p.ip_key(server)
+            sname = self._names.get(key, b"")
             if not sname:
-                sname = self._names[server] = str(server).encode()
+                sname = self._names[key] = str(server).encode()
         reply.packet = DhcpPacket(
             op=p.BOOTREPLY, xid=pkt.xid, chaddr=pkt.chaddr, htype=pkt.htype, hlen=pkt.hlen, flags=pkt.flags,
             ciaddr=reply.ciaddr, yiaddr=reply.yiaddr, siaddr=server if boot is not None else p.ZERO_IP,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ztp.config import Config
 from ztp.devices import boot_file_name
 from ztp.dhcp import options as o
+from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal, Reply, Request
 
 
@@ -13,7 +14,7 @@ class BootFile:
 
     def __init__(self, config: Config) -> None:
         self.inventory = config.inventory
-        self._names: dict[object, bytes] = {}
+        self._names: dict[int, bytes] = {}  # by server address (packet.ip_key)
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Name the boot file for this device."""
@@ -23,9 +24,10 @@ class BootFile:
         reply.boot_file = name
         opts = reply.options
         if o.TFTP_SERVER_NAME not in opts:
-            server = self._names.get(reply.server_id)
+            key = p.ip_key(reply.server_id)
+            server = self._names.get(key)
             if server is None:  # remembered: IPv4Address spells itself digit by digit
-                server = self._names[reply.server_id] = str(reply.server_id).encode()
+                server = self._names[key] = str(reply.server_id).encode()
             opts[o.TFTP_SERVER_NAME] = server
         if o.BOOTFILE_NAME not in opts:
             opts[o.BOOTFILE_NAME] = name.encode()

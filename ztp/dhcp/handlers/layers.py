@@ -6,6 +6,7 @@ from ipaddress import IPv4Address
 
 from ztp.config import Config, Device, Subnet
 from ztp.dhcp import options as o
+from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal, Reply, Request
 
 
@@ -17,14 +18,14 @@ class LayeredOptions:
         # Most of a reply is the same for every request from one (server address, subnet, device): computed
         # once each. Subnet and Device are unhashable but live as long as self.config (a reload builds a
         # new chain), so their ids are stable keys; the key space is bounded by the configuration.
-        self._cache: dict[tuple[IPv4Address, int, int], dict[int, bytes]] = {}
+        self._cache: dict[tuple[int, int, int], dict[int, bytes]] = {}
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Merge the options for this subnet and device into the reply."""
         subnet = reply.subnet
         if subnet is None:
             return reply
-        key = (reply.server_id, id(subnet), id(reply.device))
+        key = (p.ip_key(reply.server_id), id(subnet), id(reply.device))
         layered = self._cache.get(key)
         if layered is None:
             layered = self._cache[key] = self._options(reply.server_id, subnet, reply.device)

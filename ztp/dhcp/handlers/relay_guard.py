@@ -26,11 +26,11 @@ class RelayGuard:
         self.relays: tuple[IPv4Network, ...] = config.relays
         # Relays are few and send again and again: each address is judged once (bounded: a forged giaddr
         # per packet must not grow this; past the cap the verdict is just not remembered).
-        self._verdict: dict[tuple[IPv4Address, IPv4Address], bool] = {}
+        self._verdict: dict[tuple[int, int], bool] = {}  # by (peer, giaddr) (packet.ip_key)
 
     def allowed(self, peer: IPv4Address, giaddr: IPv4Address) -> bool:
         """Whether a datagram from `peer` carrying `giaddr` may be served."""
-        key = (peer, giaddr)
+        key = (p.ip_key(peer), p.ip_key(giaddr))
         verdict = self._verdict.get(key)
         if verdict is None:
             if self.relays:

@@ -45,8 +45,9 @@ class SelectSubnet:
         # Broadcasts arrive on a few interfaces and relayed requests from a few relays: their subnet is looked
         # up once, not per request (membership tests on IPv4Network cost about a microsecond each, and the
         # text naming where a request came from is built only for the log line of one that has no subnet).
-        self._by_interface: dict[IPv4Address, Subnet | None] = {}
-        self._by_giaddr: dict[IPv4Address, Subnet | None] = {}
+        # Both by address (packet.ip_key).
+        self._by_interface: dict[int, Subnet | None] = {}
+        self._by_giaddr: dict[int, Subnet | None] = {}
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Choose the subnet, or drop the request with a warning naming where it came from."""
@@ -59,11 +60,11 @@ class SelectSubnet:
             else:
                 known = None
             if known is not None:
-                subnet = known.get(key, _UNKNOWN)
+                subnet = known.get(p.ip_key(key), _UNKNOWN)
                 if subnet is _UNKNOWN:
                     if len(known) >= _REMEMBERED:  # spoofed giaddrs must not grow it without bound
                         known.clear()
-                    subnet = known[key] = self.config.subnet_for(key)
+                    subnet = known[p.ip_key(key)] = self.config.subnet_for(key)
                 if subnet is not None:
                     reply.subnet = subnet  # type: ignore[assignment]
                     return reply
