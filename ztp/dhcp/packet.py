@@ -250,6 +250,12 @@ def ip_key(address: IPv4Address) -> int:
     return value
 
 
+def is_zero(address: IPv4Address) -> bool:
+    """0.0.0.0 (an unset giaddr, ciaddr or yiaddr): the integer's test, not `== ZERO_IP` (a Python __eq__)."""
+    value: int = address._ip  # type: ignore[attr-defined]
+    return value == 0
+
+
 def _packed(ip: IPv4Address) -> bytes:
     # IPv4Address.packed is two Python calls; most of a reply's four address fields are 0.0.0.0 (1.5 % of
     # the instructions per DORA, issue 14).

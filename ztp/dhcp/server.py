@@ -128,7 +128,7 @@ class DhcpServer:
         # IP_PKTINFO: for a datagram sent to one of our addresses the local address (spec_dst) is that
         # address; for a broadcast it is the interface's own.
         unicast = dst == spec_dst
-        if pkt.giaddr != p.ZERO_IP:
+        if not p.is_zero(pkt.giaddr):
             # Relayed: accepted on any local address; the server id is the address the relay sent to.
             return Ingress(ifindex, ifname, dst if unicast else spec_dst, frozenset({spec_dst}), broadcast=False,
                            peer=peer)
@@ -180,7 +180,7 @@ class DhcpServer:
             # The line's text is left to the log handler (built off the packet path by ztp serve's writer
             # thread): the arguments travel unformatted.
             fmt = proposal.log_format if proposal.log_args else proposal.log_format.replace("%", "%%")
-            if pkt.giaddr != p.ZERO_IP:
+            if not p.is_zero(pkt.giaddr):
                 _log(proposal.level, "%s dhcp " + fmt + " via %s", (pkt.mac, *proposal.log_args, pkt.giaddr))
             else:
                 _log(proposal.level, "%s dhcp " + fmt + " on %s", (pkt.mac, *proposal.log_args, ingress.ifname))

@@ -98,7 +98,7 @@ def dhcp_events(config: Config, pkt: DhcpPacket, proposal: Proposal, now: float,
     if miscabled is not None and mtype == p.DISCOVER:
         out.append(Event(key, now, Kind.MISCABLED, miscabled.text, mac, None,
                          {"expected": miscabled.expected, "actual": miscabled.actual}))
-    via = {"giaddr": str(pkt.giaddr)} if pkt.giaddr != p.ZERO_IP else {}
+    via = {"giaddr": str(pkt.giaddr)} if not p.is_zero(pkt.giaddr) else {}
     if mtype == p.DISCOVER:
         if rtype == p.OFFER and reply is not None:
             ip = str(reply.yiaddr)

@@ -88,7 +88,7 @@ def nak(req: Request, reply: Reply, why: str) -> Proposal:
     bit so that the relay broadcasts them to a client that has no usable address."""
     pkt = req.pkt
     opts = {o.MESSAGE_TYPE: bytes((p.NAK,)), o.SERVER_ID: reply.server_id.packed, o.MESSAGE: why.encode()[:255]}
-    flags = pkt.flags | (p.BROADCAST_FLAG if pkt.giaddr != p.ZERO_IP else 0)
+    flags = pkt.flags | (p.BROADCAST_FLAG if not p.is_zero(pkt.giaddr) else 0)
     packet = DhcpPacket(op=p.BOOTREPLY, xid=pkt.xid, chaddr=pkt.chaddr, htype=pkt.htype, hlen=pkt.hlen,
                         flags=flags, giaddr=pkt.giaddr, options=_echoed(pkt, opts))
     return Proposal(reply=packet, log_format="%s -> NAK", log_args=(why,), level=logging.WARNING, counter="nak")

@@ -26,7 +26,7 @@ class RateLimit:
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Take a token for the client and, for a relayed request, for its relay."""
         giaddr = req.pkt.giaddr
-        if giaddr != p.ZERO_IP and not self.relays.allow(p.ip_key(giaddr), req.now):
+        if not p.is_zero(giaddr) and not self.relays.allow(p.ip_key(giaddr), req.now):
             return silent("relay %s over dhcp.relay_rate_limit (%s/s); dropped", giaddr, self.relays.rate,
                           counter="rate_limited_relay")
         if not self.clients.allow(req.client, req.now):

@@ -20,7 +20,7 @@ class RecordLease:
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Propose the lease row for yiaddr."""
         ip = reply.yiaddr
-        if ip == p.ZERO_IP:
+        if p.is_zero(ip):
             return reply
         now = req.now
         vendor = reply.vendor or None

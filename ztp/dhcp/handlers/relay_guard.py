@@ -44,7 +44,7 @@ class RelayGuard:
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Pass direct requests; refuse a relayed one from a relay that is not allowed."""
         giaddr = req.pkt.giaddr
-        if giaddr == p.ZERO_IP or self.allowed(req.ingress.peer, giaddr):
+        if p.is_zero(giaddr) or self.allowed(req.ingress.peer, giaddr):
             return reply
         why = "not in dhcp.relays" if self.relays else "giaddr in no configured subnet (and dhcp.relays unset)"
         return silent("relayed by %s (giaddr %s): %s; ignored", req.ingress.peer, giaddr, why,

@@ -30,9 +30,9 @@ def select_subnet(config: Config, req: Request) -> tuple[Subnet | None, str]:
         if link is not None and len(link) == 4:
             address = IPv4Address(link)
             return config.subnet_for(address), f"link-selection {address}"
-    if pkt.giaddr != p.ZERO_IP:
+    if not p.is_zero(pkt.giaddr):
         return config.subnet_for(pkt.giaddr), f"giaddr {pkt.giaddr}"
-    if pkt.ciaddr != p.ZERO_IP and not req.ingress.broadcast and req.mtype in _BY_CIADDR:
+    if not p.is_zero(pkt.ciaddr) and not req.ingress.broadcast and req.mtype in _BY_CIADDR:
         return config.subnet_for(pkt.ciaddr), f"ciaddr {pkt.ciaddr}"
     return config.subnet_for(req.ingress.server_ip), f"interface {req.ingress.ifname}"
 
@@ -53,7 +53,7 @@ class SelectSubnet:
         """Choose the subnet, or drop the request with a warning naming where it came from."""
         pkt = req.pkt
         if req.relay is None:
-            if pkt.giaddr != p.ZERO_IP:
+            if not p.is_zero(pkt.giaddr):
                 known, key = self._by_giaddr, pkt.giaddr
             elif req.ingress.broadcast:
                 known, key = self._by_interface, req.ingress.server_ip
