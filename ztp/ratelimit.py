@@ -44,11 +44,13 @@ class SourceRateLimiter:
         if self.rate <= 0:
             return True
         buckets = self._buckets
-        bucket = buckets.pop(source, None)
+        # get and del, not pop(source, None): compiled, pop with a default is a generic method call.
+        bucket = buckets.get(source)
         if bucket is None:
             make_room(buckets, self.max_sources)
             tokens = self.burst
         else:
+            del buckets[source]  # re-inserted below: the most recently seen goes last
             tokens, last = bucket
             # max(): a clock that steps back must not drain a bucket.
             tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)

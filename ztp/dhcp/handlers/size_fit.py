@@ -19,8 +19,11 @@ class SizeFit:
             return reply
         opts = packet.options
         # Most replies are far below any client's limit: an upper bound (no value over 255 bytes, so no
-        # RFC 3396 split) settles them without planning anything.
-        if OPTIONS_START + sum(map(len, opts.values())) + 2 * len(opts) + 1 <= _SMALLEST_LIMIT:
+        # RFC 3396 split) settles them without planning anything. A plain loop, which compiles to one.
+        size = OPTIONS_START + 1
+        for value in opts.values():
+            size += len(value) + 2
+        if size <= _SMALLEST_LIMIT:
             return reply
         fitted = fit_reply(packet, req.pkt)
         reply.packet = fitted.reply
