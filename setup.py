@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # the boot file name, the interface table and the timeline recorder's classification. Everything else stays
 # interpreted (a class a test patches cannot be compiled: its methods are read-only).
 HOT = sorted([
-    "ztp/bounded.py", "ztp/ratelimit.py",
+    "ztp/bounded.py", "ztp/ratelimit.py", "ztp/ipkey.py",
     "ztp/dhcp/chain.py", "ztp/dhcp/exchange.py", "ztp/dhcp/fit.py", "ztp/dhcp/options.py", "ztp/dhcp/packet.py",
     "ztp/dhcp/relayinfo.py", "ztp/dhcp/reply.py", "ztp/dhcp/server.py",
     "ztp/leases/ledger.py", "ztp/leases/table.py", "ztp/leases/store/sqlite.py", "ztp/frames.py",

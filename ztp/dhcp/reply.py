@@ -18,6 +18,7 @@ from typing import Final
 
 from ztp.dhcp import packet as p
 from ztp.dhcp.packet import DhcpPacket
+from ztp.ipkey import is_zero
 
 LIMITED_BROADCAST: Final = IPv4Address("255.255.255.255")
 SERVER_PORT: Final = 67
@@ -57,7 +58,7 @@ def to_relay(request: DhcpPacket) -> Destination | None:
     §4.3.2 sets the broadcast bit in a relayed NAK instead, so that the relay broadcasts it). Same for
     BOOTP (RFC 1542 §5.4).
     """
-    if p.is_zero(request.giaddr):
+    if is_zero(request.giaddr):
         return None
     return Destination(request.giaddr, SERVER_PORT)
 
@@ -92,7 +93,7 @@ def on_link(reply: DhcpPacket, request: DhcpPacket | None = None) -> Destination
         return Destination(LIMITED_BROADCAST, CLIENT_PORT, broadcast=True)
     if mtype in (p.ACK, None) and usable_ciaddr(client.ciaddr):
         return Destination(client.ciaddr, CLIENT_PORT)
-    if (client.broadcast or p.is_zero(reply.yiaddr)
+    if (client.broadcast or is_zero(reply.yiaddr)
             or client.htype != ETHERNET or client.hlen != 6 or len(client.chaddr) < 6):
         return Destination(LIMITED_BROADCAST, CLIENT_PORT, broadcast=True)
     return Destination(reply.yiaddr, CLIENT_PORT, arp_mac=client.chaddr[:6])

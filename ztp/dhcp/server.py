@@ -17,6 +17,7 @@ from ztp.dhcp.chain import Chain
 from ztp.dhcp.exchange import Ingress, Proposal, client_key
 from ztp.dhcp.packet import DhcpPacket, MalformedPacket
 from ztp.dhcp.reply import LIMITED_BROADCAST, Destination, destination
+from ztp.ipkey import is_zero
 from ztp.leases.ledger import LeaseChange, Ledger
 from ztp.leases.store import LeaseConflict
 from ztp.logwriter import fast_log
@@ -128,7 +129,7 @@ class DhcpServer:
         # IP_PKTINFO: for a datagram sent to one of our addresses the local address (spec_dst) is that
         # address; for a broadcast it is the interface's own.
         unicast = dst == spec_dst
-        if not p.is_zero(pkt.giaddr):
+        if not is_zero(pkt.giaddr):
             # Relayed: accepted on any local address; the server id is the address the relay sent to.
             return Ingress(ifindex, ifname, dst if unicast else spec_dst, frozenset({spec_dst}), broadcast=False,
                            peer=peer)
@@ -180,7 +181,7 @@ class DhcpServer:
             # The line's text is left to the log handler (built off the packet path by ztp serve's writer
             # thread): the arguments travel unformatted.
             fmt = proposal.log_format if proposal.log_args else proposal.log_format.replace("%", "%%")
-            if not p.is_zero(pkt.giaddr):
+            if not is_zero(pkt.giaddr):
                 _log(proposal.level, "%s dhcp " + fmt + " via %s", (pkt.mac, *proposal.log_args, pkt.giaddr))
             else:
                 _log(proposal.level, "%s dhcp " + fmt + " on %s", (pkt.mac, *proposal.log_args, ingress.ifname))

@@ -23,6 +23,7 @@ from ipaddress import IPv4Address
 from typing import Any, Protocol
 
 from ztp.config import Subnet
+from ztp.ipkey import ip_key
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 
 try:  # mypy's runtime helpers: present where the hot path is compiled (ZTP_COMPILE=1, setup.py)
@@ -106,12 +107,12 @@ class _PendingForOthers:
 
     __slots__ = ("client", "pending")
 
-    def __init__(self, pending: dict[IPv4Address, tuple[str, int]], client: str) -> None:
+    def __init__(self, pending: dict[int, tuple[str, int]], client: str) -> None:
         self.pending = pending
         self.client = client
 
     def __contains__(self, ip: object) -> bool:
-        entry = self.pending.get(ip)  # type: ignore[call-overload]
+        entry = self.pending.get(ip_key(ip)) if isinstance(ip, IPv4Address) else None
         return entry is not None and entry[0] != self.client
 
 
@@ -127,7 +128,8 @@ class Ledger:
         self.table = table
         self.store = store
         self._subscribers: list[Subscriber] = []
-        self._pending: dict[IPv4Address, tuple[str, int]] = {}  # address -> (client, changes in flight)
+        # address (ipkey.ip_key) -> (client, changes in flight)
+        self._pending: dict[int, tuple[str, int]] = {}
         self._expiry: list[tuple[float, int, Lease]] = []  # heap of bound leases by expiry
         self._seq = 0
         now_bound = [lease for lease in table.by_ip.values() if lease.state == LeaseState.BOUND]
@@ -147,7 +149,7 @@ class Ledger:
 
     def available(self, ip: IPv4Address, client: str, now: float) -> bool:
         """Whether `ip` may be given to `client` now: free in the table and not being written for another."""
-        pending = self._pending.get(ip)
+        pending = self._pending.get(ip_key(ip))
         if pending is not None and pending[0] != client:
             return False
         return self.table.available(ip, client, now)
@@ -173,17 +175,21 @@ class Ledger:
             self.apply(change)
             done(None)
             return
-        ip, client = change.lease.ip, change.lease.client
-        owner, count = self._pending.get(ip, (client, 0))
-        self._pending[ip] = (owner, count + 1)
+        key, client = ip_key(change.lease.ip), change.lease.client
+        owner, count = self._pending.get(key, (client, 0))
+        self._pending[key] = (owner, count + 1)
         fut = self.store.commit(change.lease)
         fut.add_done_callback(lambda f: self._committed(f, change, done))
 
     def _committed(self, fut: asyncio.Future[None], change: LeaseChange, done: Done) -> None:
-        ip = change.lease.ip
-        owner, count = self._pending.pop(ip, (change.lease.client, 1))
-        if count > 1:
-            self._pending[ip] = (owner, count - 1)
+        key = ip_key(change.lease.ip)
+        entry = self._pending.get(key)
+        if entry is not None:
+            owner, count = entry
+            if count > 1:
+                self._pending[key] = (owner, count - 1)
+            else:
+                del self._pending[key]
         error: BaseException | None = asyncio.CancelledError() if fut.cancelled() else fut.exception()
         if error is not None:
             self.commit_failures += 1

@@ -20,6 +20,7 @@ from ztp.dhcp.exchange import Proposal
 from ztp.dhcp.packet import DhcpPacket
 from ztp.dhcp.relayinfo import RelayInfo, printable
 from ztp.inventory import Identity, match_device
+from ztp.ipkey import is_zero
 from ztp.leases.ledger import EventKind, LeaseEvent
 from ztp.leases.table import Lease
 from ztp.relay.policy import relay_info_of
@@ -98,7 +99,7 @@ def dhcp_events(config: Config, pkt: DhcpPacket, proposal: Proposal, now: float,
     if miscabled is not None and mtype == p.DISCOVER:
         out.append(Event(key, now, Kind.MISCABLED, miscabled.text, mac, None,
                          {"expected": miscabled.expected, "actual": miscabled.actual}))
-    via = {"giaddr": str(pkt.giaddr)} if not p.is_zero(pkt.giaddr) else {}
+    via = {"giaddr": str(pkt.giaddr)} if not is_zero(pkt.giaddr) else {}
     if mtype == p.DISCOVER:
         if rtype == p.OFFER and reply is not None:
             ip = str(reply.yiaddr)

@@ -14,6 +14,7 @@ from ztp.dhcp import options as o
 from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal, Reply, Request, silent
 from ztp.dhcp.handlers.assemble import nak
+from ztp.ipkey import is_zero
 from ztp.leases.ledger import Ledger
 from ztp.leases.table import LeaseState
 
@@ -67,14 +68,14 @@ class AssignAddress:
         requested = pkt.option_ip(o.REQUESTED_IP)
         if pkt.options.get(o.SERVER_ID) is not None:
             # SELECTING: the client answers our OFFER (ServerId has checked that it names us).
-            if not p.is_zero(pkt.ciaddr) and requested is None:
+            if not is_zero(pkt.ciaddr) and requested is None:
                 requested = pkt.ciaddr
             held = self.ledger.lease_of(req.client)
             if requested is None or held is None or held.ip != requested or not held.active(req.now):
                 return nak(req, reply, f"REQUEST (selecting) for {requested}: no matching offer")
             return self._grant(reply, requested, "selecting")
         reserved = reservation(reply.device, subnet)
-        if p.is_zero(pkt.ciaddr):
+        if is_zero(pkt.ciaddr):
             # INIT-REBOOT: verify the address the client remembers.
             if requested is None:
                 return nak(req, reply, "REQUEST (init-reboot) without option 50")
@@ -94,7 +95,7 @@ class AssignAddress:
             return self._verify(req, reply, requested, reserved, "init-reboot")
         # RENEWING (unicast) or REBINDING (broadcast): ciaddr carries the address, and is echoed (Table 3).
         # A relay forwards only broadcasts: a relayed REQUEST with ciaddr set is a REBINDING one too.
-        state = "rebinding" if req.ingress.broadcast or not p.is_zero(pkt.giaddr) else "renewing"
+        state = "rebinding" if req.ingress.broadcast or not is_zero(pkt.giaddr) else "renewing"
         if pkt.ciaddr not in subnet.network:
             return nak(req, reply, f"REQUEST ({state}) for {pkt.ciaddr}: wrong network {subnet.network}")
         reply.ciaddr = pkt.ciaddr

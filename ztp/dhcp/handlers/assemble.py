@@ -14,6 +14,7 @@ from ztp.dhcp import options as o
 from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal, Reply, Request
 from ztp.dhcp.packet import DhcpPacket
+from ztp.ipkey import ip_key, is_zero
 
 _FIRST = (o.MESSAGE_TYPE, o.SERVER_ID)
 _MESSAGE_TYPE = {mtype: bytes((mtype,)) for mtype in (p.OFFER, p.ACK, p.NAK)}
@@ -40,7 +41,8 @@ def _echoed(request: DhcpPacket, opts: dict[int, bytes]) -> dict[int, bytes]:
         opts[o.CLIENT_ID] = client_id
     codes = option_order(tuple(opts), request.options.get(o.PARAMETER_LIST, b""))
     ordered = {code: opts[code] for code in codes}
-    ordered.pop(o.RELAY_AGENT_INFO, None)
+    if o.RELAY_AGENT_INFO in ordered:  # never one of ours (`in` and `del`: pop with a default is a generic call)
+        del ordered[o.RELAY_AGENT_INFO]
     relay82 = request.options.get(o.RELAY_AGENT_INFO)
     if relay82 is not None:
         ordered[o.RELAY_AGENT_INFO] = relay82
@@ -51,7 +53,7 @@ class Assemble:
     """Sets `reply.packet` from the fields the handlers filled in."""
 
     def __init__(self) -> None:
-        # By server address (packet.ip_key): IPv4Address.packed and str() build bytes digit by digit.
+        # By server address (ipkey.ip_key): IPv4Address.packed and str() build bytes digit by digit.
         self._names: dict[int, bytes] = {}
         self._packed: dict[int, bytes] = {}
 
@@ -61,7 +63,7 @@ class Assemble:
         opts = reply.options  # this request's own dict: handlers copy cached option sets into it
         if reply.mtype is not None:
             opts[o.MESSAGE_TYPE] = _MESSAGE_TYPE[reply.mtype]
-            key = p.ip_key(reply.server_id)
+            key = ip_key(reply.server_id)
             packed = self._packed.get(key)
             if packed is None:
                 packed = self._packed[key] = reply.server_id.packed
@@ -70,7 +72,7 @@ class Assemble:
         server = reply.server_id
         sname = b""
         if boot is not None:
-            key = p.ip_key(server)
+            key = ip_key(server)
             sname = self._names.get(key, b"")
             if not sname:
                 sname = self._names[key] = str(server).encode()
@@ -88,7 +90,7 @@ def nak(req: Request, reply: Reply, why: str) -> Proposal:
     bit so that the relay broadcasts them to a client that has no usable address."""
     pkt = req.pkt
     opts = {o.MESSAGE_TYPE: bytes((p.NAK,)), o.SERVER_ID: reply.server_id.packed, o.MESSAGE: why.encode()[:255]}
-    flags = pkt.flags | (p.BROADCAST_FLAG if not p.is_zero(pkt.giaddr) else 0)
+    flags = pkt.flags | (p.BROADCAST_FLAG if not is_zero(pkt.giaddr) else 0)
     packet = DhcpPacket(op=p.BOOTREPLY, xid=pkt.xid, chaddr=pkt.chaddr, htype=pkt.htype, hlen=pkt.hlen,
                         flags=flags, giaddr=pkt.giaddr, options=_echoed(pkt, opts))
     return Proposal(reply=packet, log_format="%s -> NAK", log_args=(why,), level=logging.WARNING, counter="nak")

@@ -6,8 +6,8 @@ from ipaddress import IPv4Address
 
 from ztp.config import Config, Device, Subnet
 from ztp.dhcp import options as o
-from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal, Reply, Request
+from ztp.ipkey import ip_key
 
 
 class LayeredOptions:
@@ -25,7 +25,7 @@ class LayeredOptions:
         subnet = reply.subnet
         if subnet is None:
             return reply
-        key = (p.ip_key(reply.server_id), id(subnet), id(reply.device))
+        key = (ip_key(reply.server_id), id(subnet), id(reply.device))
         layered = self._cache.get(key)
         if layered is None:
             layered = self._cache[key] = self._options(reply.server_id, subnet, reply.device)

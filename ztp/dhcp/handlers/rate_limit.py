@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 
 from ztp.config import Config
-from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal, Reply, Request, silent
+from ztp.ipkey import ip_key, is_zero
 from ztp.ratelimit import SourceRateLimiter
 
 MAX_CLIENTS = 65536  # buckets kept per table: far above a hall's devices, a few MB at most
@@ -26,7 +26,7 @@ class RateLimit:
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Take a token for the client and, for a relayed request, for its relay."""
         giaddr = req.pkt.giaddr
-        if not p.is_zero(giaddr) and not self.relays.allow(p.ip_key(giaddr), req.now):
+        if not is_zero(giaddr) and not self.relays.allow(ip_key(giaddr), req.now):
             return silent("relay %s over dhcp.relay_rate_limit (%s/s); dropped", giaddr, self.relays.rate,
                           counter="rate_limited_relay")
         if not self.clients.allow(req.client, req.now):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ztp.config import Config
-from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal, Reply, Request
+from ztp.ipkey import is_zero
 from ztp.leases.ledger import ChangeKind, LeaseChange, Ledger
 from ztp.leases.table import Lease, LeaseState
 
@@ -20,7 +20,7 @@ class RecordLease:
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Propose the lease row for yiaddr."""
         ip = reply.yiaddr
-        if p.is_zero(ip):
+        if is_zero(ip):
             return reply
         now = req.now
         vendor = reply.vendor or None

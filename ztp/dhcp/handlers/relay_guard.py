@@ -13,8 +13,8 @@ import logging
 from ipaddress import IPv4Address, IPv4Network
 
 from ztp.config import Config
-from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal, Reply, Request, silent
+from ztp.ipkey import ip_key, is_zero
 
 
 class RelayGuard:
@@ -26,11 +26,11 @@ class RelayGuard:
         self.relays: tuple[IPv4Network, ...] = config.relays
         # Relays are few and send again and again: each address is judged once (bounded: a forged giaddr
         # per packet must not grow this; past the cap the verdict is just not remembered).
-        self._verdict: dict[tuple[int, int], bool] = {}  # by (peer, giaddr) (packet.ip_key)
+        self._verdict: dict[tuple[int, int], bool] = {}  # by (peer, giaddr) (ipkey.ip_key)
 
     def allowed(self, peer: IPv4Address, giaddr: IPv4Address) -> bool:
         """Whether a datagram from `peer` carrying `giaddr` may be served."""
-        key = (p.ip_key(peer), p.ip_key(giaddr))
+        key = (ip_key(peer), ip_key(giaddr))
         verdict = self._verdict.get(key)
         if verdict is None:
             if self.relays:
@@ -44,7 +44,7 @@ class RelayGuard:
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Pass direct requests; refuse a relayed one from a relay that is not allowed."""
         giaddr = req.pkt.giaddr
-        if p.is_zero(giaddr) or self.allowed(req.ingress.peer, giaddr):
+        if is_zero(giaddr) or self.allowed(req.ingress.peer, giaddr):
             return reply
         why = "not in dhcp.relays" if self.relays else "giaddr in no configured subnet (and dhcp.relays unset)"
         return silent("relayed by %s (giaddr %s): %s; ignored", req.ingress.peer, giaddr, why,

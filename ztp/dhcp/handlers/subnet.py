@@ -14,6 +14,7 @@ from ipaddress import IPv4Address
 from ztp.config import Config, Subnet
 from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal, Reply, Request, silent
+from ztp.ipkey import ip_key, is_zero
 
 LINK_SELECTION = 5  # RFC 3527 §3: sub-option of option 82
 _BY_CIADDR = frozenset({p.REQUEST, p.INFORM, p.RELEASE, p.DECLINE})
@@ -30,9 +31,9 @@ def select_subnet(config: Config, req: Request) -> tuple[Subnet | None, str]:
         if link is not None and len(link) == 4:
             address = IPv4Address(link)
             return config.subnet_for(address), f"link-selection {address}"
-    if not p.is_zero(pkt.giaddr):
+    if not is_zero(pkt.giaddr):
         return config.subnet_for(pkt.giaddr), f"giaddr {pkt.giaddr}"
-    if not p.is_zero(pkt.ciaddr) and not req.ingress.broadcast and req.mtype in _BY_CIADDR:
+    if not is_zero(pkt.ciaddr) and not req.ingress.broadcast and req.mtype in _BY_CIADDR:
         return config.subnet_for(pkt.ciaddr), f"ciaddr {pkt.ciaddr}"
     return config.subnet_for(req.ingress.server_ip), f"interface {req.ingress.ifname}"
 
@@ -45,7 +46,7 @@ class SelectSubnet:
         # Broadcasts arrive on a few interfaces and relayed requests from a few relays: their subnet is looked
         # up once, not per request (membership tests on IPv4Network cost about a microsecond each, and the
         # text naming where a request came from is built only for the log line of one that has no subnet).
-        # Both by address (packet.ip_key).
+        # Both by address (ipkey.ip_key).
         self._by_interface: dict[int, Subnet | None] = {}
         self._by_giaddr: dict[int, Subnet | None] = {}
 
@@ -53,18 +54,18 @@ class SelectSubnet:
         """Choose the subnet, or drop the request with a warning naming where it came from."""
         pkt = req.pkt
         if req.relay is None:
-            if not p.is_zero(pkt.giaddr):
+            if not is_zero(pkt.giaddr):
                 known, key = self._by_giaddr, pkt.giaddr
             elif req.ingress.broadcast:
                 known, key = self._by_interface, req.ingress.server_ip
             else:
                 known = None
             if known is not None:
-                subnet = known.get(p.ip_key(key), _UNKNOWN)
+                subnet = known.get(ip_key(key), _UNKNOWN)
                 if subnet is _UNKNOWN:
                     if len(known) >= _REMEMBERED:  # spoofed giaddrs must not grow it without bound
                         known.clear()
-                    subnet = known[p.ip_key(key)] = self.config.subnet_for(key)
+                    subnet = known[ip_key(key)] = self.config.subnet_for(key)
                 if subnet is not None:
                     reply.subnet = subnet  # type: ignore[assignment]
                     return reply
