@@ -76,8 +76,7 @@ class Chain:
         self.ledger = ledger
         self.handlers: tuple[Handler, ...] = tuple(handlers if handlers is not None
                                                    else default_handlers(config, ledger))
-        # Each handler's bound __call__: calling an instance goes through its type's call slot on every
-        # packet, the bound method straight to the function (2.6 % fewer instructions per DORA, issue 14).
+        # Each handler the cheaper way for its build (_step).
         self._steps: tuple[Handler, ...] = tuple(map(_step, self.handlers))
 
     def handle(self, pkt: DhcpPacket, ingress: Ingress, now: float, *,

@@ -61,11 +61,12 @@ class SelectSubnet:
             else:
                 known = None
             if known is not None:
-                subnet = known.get(ip_key(key), _UNKNOWN)
+                number = ip_key(key)
+                subnet = known.get(number, _UNKNOWN)
                 if subnet is _UNKNOWN:
                     if len(known) >= _REMEMBERED:  # spoofed giaddrs must not grow it without bound
                         known.clear()
-                    subnet = known[ip_key(key)] = self.config.subnet_for(key)
+                    subnet = known[number] = self.config.subnet_for(key)
                 if subnet is not None:
                     reply.subnet = subnet  # type: ignore[assignment]
                     return reply
