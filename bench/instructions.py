@@ -50,7 +50,8 @@ def child(count: int, relayed: bool) -> None:
     from ztp.dhcp.packet import build, parse
     from ztp.leases.ledger import Ledger
 
-    config = load_config(_setup(Path(tempfile.mkdtemp(prefix="ztp-instr-"))))
+    with tempfile.TemporaryDirectory(prefix="ztp-instr-") as tmp:
+        config = load_config(_setup(Path(tmp)))  # read whole at load: the directory can go
     ledger = Ledger(_table(1000))
     chain = Chain(config, ledger)
     if relayed:
