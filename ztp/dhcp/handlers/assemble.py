@@ -61,18 +61,17 @@ class Assemble:
         """Build the BOOTREPLY."""
         pkt = req.pkt
         opts = reply.options  # this request's own dict: handlers copy cached option sets into it
+        server = reply.server_id
+        key = ip_key(server)
         if reply.mtype is not None:
             opts[o.MESSAGE_TYPE] = _MESSAGE_TYPE[reply.mtype]
-            key = ip_key(reply.server_id)
             packed = self._packed.get(key)
             if packed is None:
-                packed = self._packed[key] = reply.server_id.packed
+                packed = self._packed[key] = server.packed
             opts[o.SERVER_ID] = packed
         boot = reply.boot_file
-        server = reply.server_id
         sname = b""
         if boot is not None:
-            key = ip_key(server)
             sname = self._names.get(key, b"")
             if not sname:
                 sname = self._names[key] = str(server).encode()
