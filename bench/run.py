@@ -106,8 +106,8 @@ def wait_quiet(max_wait: float, threshold_pct: float = 30.0) -> float:
 # -- sections ---------------------------------------------------------------------------------------------
 
 
-def _pair(lab: Lab, other: str) -> tuple[str, str]:
-    srv, cli = lab.ns("srv"), lab.ns(other)
+def _pair(lab: Lab, other: str, *, server: str = "srv") -> tuple[str, str]:
+    srv, cli = lab.ns(server), lab.ns(other)
     lab.link(srv, servers.SERVER_IF, cli, "eth0", addr_a=f"{SERVER_IP}/{PREFIX}", addr_b=f"{CLIENT_IP}/{PREFIX}")
     return srv, cli
 
@@ -201,7 +201,7 @@ def section_dhcp(work: Workload, tmp: Path, quick: bool,
 def section_tftp(work: Workload, tmp: Path, quick: bool, burst_n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """32 MiB single streams and the concurrent burst against ztp, tftpd-hpa and dnsmasq."""
     plan = tftp.QUICK_PLAN if quick else tftp.FETCH_PLAN
-    repeats = 1 if quick else 2
+    repeats = 1 if quick else 3
     names = [sw.boot_file for sw in work.switches[:burst_n]]
     sizes = {n: (work.tftp_root / n).stat().st_size for n in names}
     dl = Path(tempfile.mkdtemp(prefix="ztpbench-dl-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
@@ -209,27 +209,37 @@ def section_tftp(work: Workload, tmp: Path, quick: bool, burst_n: int) -> tuple[
     out: list[dict[str, Any]] = []
     try:
         with Lab() as lab:
-            srv, cli = _pair(lab, "cli")
-            starters: dict[str, Callable[[], subprocess.Popen[bytes]]] = {
-                "ztp": lambda: servers.ztp_serve(lab, srv, work, tmp / "ztp-tftp.log"),
-                "tftpd-hpa": lambda: servers.tftpd_hpa(lab, srv, work.tftp_root, tmp / "tftpd-hpa.log"),
-                "dnsmasq": lambda: servers.dnsmasq_tftp(lab, srv, work.tftp_root, tmp / "dnsmasq-tftp.log"),
+            # Each server in namespaces of its own, all running at once: the streams take turns between them
+            # (tftp.turns), so a neighbour's burst does not decide a ratio by landing on one server's minute.
+            starters: dict[str, Callable[[str], subprocess.Popen[bytes]]] = {
+                "ztp": lambda srv: servers.ztp_serve(lab, srv, work, tmp / "ztp-tftp.log"),
+                "tftpd-hpa": lambda srv: servers.tftpd_hpa(lab, srv, work.tftp_root, tmp / "tftpd-hpa.log"),
+                "dnsmasq": lambda srv: servers.dnsmasq_tftp(lab, srv, work.tftp_root, tmp / "dnsmasq-tftp.log"),
             }
-            for name, start in starters.items():
-                wait_quiet(5 if quick else 15)
-                try:
-                    proc = start()
-                except (LabError, OSError) as exc:
-                    res = tftp.TftpResult(server=name, error=str(exc)[:300])
-                else:
-                    meter = CpuMeter(proc.pid, f"tftp-{name}")
+            failed: dict[str, tftp.TftpResult] = {}
+            served: list[tftp.Served] = []
+            procs: list[subprocess.Popen[bytes]] = []
+            try:
+                for i, (name, start) in enumerate(starters.items()):
+                    srv, cli = _pair(lab, f"cli{i}", server=f"srv{i}")
                     try:
-                        res = tftp.measure(name, lab, cli, meter, dl, work.big_sha256, names, sizes.__getitem__,
-                                           plan=plan, repeats=repeats, log=log)
-                    finally:
-                        lab.stop(proc)
-                        meter.close()
-                doc = res.to_json()
+                        proc = start(srv)
+                    except (LabError, OSError) as exc:
+                        failed[name] = tftp.TftpResult(server=name, error=str(exc)[:300])
+                        continue
+                    procs.append(proc)
+                    served.append(tftp.Served(name, cli, CpuMeter(proc.pid, f"tftp-{name}")))
+                wait_quiet(5 if quick else 15)
+                measured = {r.server: r for r in tftp.measure(lab, served, dl, work.big_sha256, names,
+                                                               sizes.__getitem__, plan=plan, repeats=repeats,
+                                                               log=log)}
+            finally:
+                for proc in procs:
+                    lab.stop(proc)
+                for s in served:
+                    s.meter.close()
+            for name in starters:
+                doc = (measured.get(name) or failed[name]).to_json()
                 doc["label"] = LABELS[name]
                 out.append(doc)
     finally:

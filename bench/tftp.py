@@ -175,26 +175,51 @@ QUICK_PLAN: list[tuple[str, int, int]] = [
 """The same streams as FETCH_PLAN (every blksize issue 14 holds lock-step to), each fetched once."""
 
 
-def measure(name: str, lab: Lab, cli: str, meter: CpuMeter, work_dl: Path, expect_sha: str, names: list[str],
-            expect_size: Callable[[str], int], *, plan: list[tuple[str, int, int]], repeats: int,
-            log: Callable[[str], None]) -> TftpResult:
-    """All single-stream fetches (best of `repeats`, since noise only ever slows a stream) and the burst."""
-    result = TftpResult(server=name)
-    for client, blksize, window in plan:
-        best: Fetch | None = None
-        for _ in range(repeats):
-            f = fetch_big(lab, cli, meter, work_dl / f"{name}.bin", expect_sha, client=client, blksize=blksize,
-                          windowsize=window)
-            if best is None or (f.ok and (not best.ok or f.mib_s > best.mib_s)):
-                best = f
-        assert best is not None
-        result.fetches.append(best)
-        log(f"  {name:<10} {client:<5} blksize {blksize:<5} window {window:<2} "
-            f"{best.mib_s:7.2f} MiB/s  cpu {best.server_cpu_pct:5.1f}% {best.server_cpu_us_per_block:6.2f} us/block  "
-            f"{'ok' if best.ok else 'FAIL ' + best.note}")
-    result.burst = burst(lab, cli, meter, names, expect_size)
-    b = result.burst
-    log(f"  {name:<10} burst {b.clients}: ok {b.ok}  wall {b.wall_s:.2f}s  p50 {b.p50_s}  p95 {b.p95_s}  "
-        f"max {b.max_s}  bytes {'ok' if b.bytes_ok else 'WRONG'} {b.note}")
-    return result
+@dataclass(slots=True)
+class Served:
+    """A TFTP server under test: its name, the namespace its client runs in, its CPU meter."""
 
+    name: str
+    cli: str
+    meter: CpuMeter
+
+
+def turns(names: list[str], repeats: int) -> list[str]:
+    """The order in which the servers are asked for one stream: every server once per repeat, the order reversed
+    on every other repeat (ABBA), so a neighbour's burst on a shared machine lands on each server alike."""
+    order: list[str] = []
+    for r in range(repeats):
+        order += names if r % 2 == 0 else names[::-1]
+    return order
+
+
+def best(fetches: list[Fetch]) -> Fetch:
+    """The fastest good fetch (noise only ever slows a stream), else the first."""
+    good = [f for f in fetches if f.ok]
+    return max(good, key=lambda f: f.mib_s) if good else fetches[0]
+
+
+def measure(lab: Lab, served: list[Served], work_dl: Path, expect_sha: str, names: list[str],
+            expect_size: Callable[[str], int], *, plan: list[tuple[str, int, int]], repeats: int,
+            log: Callable[[str], None]) -> list[TftpResult]:
+    """Every server's single-stream fetches, the servers taking turns stream by stream (`turns`; best of
+    `repeats` each), then each server's burst."""
+    results = {s.name: TftpResult(server=s.name) for s in served}
+    by_name = {s.name: s for s in served}
+    for client, blksize, window in plan:
+        tries: dict[str, list[Fetch]] = {s.name: [] for s in served}
+        for name in turns(list(by_name), repeats):
+            s = by_name[name]
+            tries[name].append(fetch_big(lab, s.cli, s.meter, work_dl / f"{name}.bin", expect_sha, client=client,
+                                         blksize=blksize, windowsize=window))
+        for name, fetches in tries.items():
+            f = best(fetches)
+            results[name].fetches.append(f)
+            log(f"  {name:<10} {client:<5} blksize {blksize:<5} window {window:<2} "
+                f"{f.mib_s:7.2f} MiB/s  cpu {f.server_cpu_pct:5.1f}% {f.server_cpu_us_per_block:6.2f} us/block  "
+                f"{'ok' if f.ok else 'FAIL ' + f.note}  (all: {', '.join(f'{t.mib_s:.2f}' for t in fetches)})")
+    for s in served:
+        b = results[s.name].burst = burst(lab, s.cli, s.meter, names, expect_size)
+        log(f"  {s.name:<10} burst {b.clients}: ok {b.ok}  wall {b.wall_s:.2f}s  p50 {b.p50_s}  p95 {b.p95_s}  "
+            f"max {b.max_s}  bytes {'ok' if b.bytes_ok else 'WRONG'} {b.note}")
+    return list(results.values())

@@ -80,3 +80,15 @@ def test_a_paired_run_whose_server_does_not_start_is_left_out(monkeypatch: pytes
                           rates=[2000], seconds=10.0, rounds=2, log=lambda s: None)
     assert got["cpu_ms_per_dora"] == {"ztp": 0.2, "ztp-info": None} and got["ratio"] is None
     assert got["errors"] == ["ztp-info at 2000/s: timed out after 30s waiting for ztp serve listening"] * 2
+
+
+def test_tftp_servers_take_turns_in_abba_order_and_the_fastest_good_fetch_counts() -> None:
+    from bench import tftp
+
+    assert tftp.turns(["ztp", "tftpd-hpa", "dnsmasq"], 3) == ["ztp", "tftpd-hpa", "dnsmasq", "dnsmasq", "tftpd-hpa",
+                                                               "ztp", "ztp", "tftpd-hpa", "dnsmasq"]
+    slow = tftp.Fetch("curl", 512, 1, mib_s=5.0, ok=True)
+    fast = tftp.Fetch("curl", 512, 1, mib_s=6.0, ok=True)
+    broken = tftp.Fetch("curl", 512, 1, mib_s=9.0, ok=False)
+    assert tftp.best([slow, broken, fast]) is fast
+    assert tftp.best([broken]) is broken
