@@ -191,6 +191,23 @@ def test_assemble_orders_and_echoes(config: Config) -> None:
     assert option_order((54, 53, 3), b"") == (53, 54, 3)
 
 
+def test_assemble_reuses_its_wire_order_without_carrying_values_over(config: Config) -> None:
+    # The order is remembered per option set and option 55 (a dict copied for each reply): a second reply
+    # with the same codes gets its own values, and the relay's 82 of the first stays out of the second.
+    first = request(msg(p.DISCOVER, mac(1), giaddr="10.70.0.1", relay=RelayInfo(((1, b"p1"),)),
+                        prl=bytes((67, 3))), RELAYED)
+    second = request(msg(p.DISCOVER, mac(2), prl=bytes((67, 3))), RELAYED)
+    assemble = Assemble()
+    one = assemble(first, reply(config, first, yiaddr=IPv4Address("10.70.0.100"), options={3: b"\x0a" * 4, 67: b"a"}))
+    two = assemble(second, reply(config, second, yiaddr=IPv4Address("10.70.0.101"), options={3: b"\x0b" * 4,
+                                                                                             67: b"b"}))
+    assert isinstance(one, Reply) and one.packet is not None and isinstance(two, Reply) and two.packet is not None
+    assert list(one.packet.options)[:4] == list(two.packet.options)[:4] == [53, 54, 67, 3]
+    assert (one.packet.options[67], one.packet.options[3]) == (b"a", b"\x0a" * 4)
+    assert (two.packet.options[67], two.packet.options[3]) == (b"b", b"\x0b" * 4)
+    assert 82 in one.packet.options and 82 not in two.packet.options
+
+
 def test_nak_is_broadcast_by_the_relay(config: Config) -> None:
     req = request(msg(p.REQUEST, mac(1), giaddr="10.70.0.1"), RELAYED)
     out = nak(req, reply(config, req), "why")
