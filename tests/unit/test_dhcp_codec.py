@@ -397,3 +397,20 @@ def test_relay_info_malformed(raw: bytes, offset: int) -> None:
 def test_relay_info_suboption_too_long() -> None:
     with pytest.raises(ValueError):
         build_relay_info(RelayInfo(((1, bytes(256)),)))
+
+
+def test_address_fields_are_shared_objects_from_a_bounded_table() -> None:
+    # parse builds each nonzero address once (a relay's giaddr arrives with every request) and forgets them all
+    # when the table is full; 0.0.0.0 is the one ZERO_IP.
+    def request(giaddr: str, ciaddr: str = "0.0.0.0") -> DhcpPacket:
+        return DhcpPacket(op=p.BOOTREQUEST, xid=1, chaddr=p.mac_to_chaddr("02:00:00:00:00:01"),
+                          giaddr=IPv4Address(giaddr), ciaddr=IPv4Address(ciaddr), options={53: b"\x01"})
+
+    a, b = parse(build(request("10.64.0.2"))), parse(build(request("10.64.0.2", "10.70.0.9")))
+    assert a.giaddr == IPv4Address("10.64.0.2") and a.giaddr is b.giaddr and a.ciaddr is p.ZERO_IP
+    assert b.ciaddr == IPv4Address("10.70.0.9") and b.yiaddr is p.ZERO_IP and b.siaddr is p.ZERO_IP
+    for n in range(p._ADDRESSES_MAX + 10):
+        ciaddr = IPv4Address(0x0B000000 + n)
+        assert parse(build(request("10.64.0.2", str(ciaddr)))).ciaddr == ciaddr
+    assert len(p._ADDRESSES) <= p._ADDRESSES_MAX
+    assert parse(build(request("255.255.255.255"))).giaddr == IPv4Address("255.255.255.255")
