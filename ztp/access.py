@@ -7,7 +7,7 @@ or a bound, unexpired lease of that device; static files under ``tftp.root`` lis
 are served only to peers holding some lease or reservation at all. ``open`` turns both checks off, for labs
 where devices reach the appliance through NAT and every request comes from one address.
 
-Every lookup is one dictionary access (`LeaseTable.by_ip`, a set of reserved addresses), whatever the
+Every lookup is one dictionary access (`LeaseTable.at`, a set of reserved addresses), whatever the
 size of the lease table or inventory.
 """
 
@@ -45,7 +45,7 @@ class AccessRule:
                                                  if d.ip is not None}
 
     def _bound_lease(self, ip: IPv4Address) -> Lease | None:
-        lease = self.table.by_ip.get(ip)
+        lease = self.table.at(ip)
         if lease is None or lease.state != LeaseState.BOUND or lease.expires <= self.clock():
             return None
         return lease

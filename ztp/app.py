@@ -293,7 +293,7 @@ class Appliance:
     def describe_peer(self, ip: str) -> str:
         """A TFTP peer's device key (MAC) when it holds a lease, else its address."""
         try:
-            lease = self.table.by_ip.get(IPv4Address(ip))
+            lease = self.table.at(IPv4Address(ip))
         except ValueError:
             return ip
         if lease is None or lease.state != LeaseState.BOUND:
@@ -394,7 +394,7 @@ class Appliance:
 
     def _syslog_sender(self, ip: IPv4Address) -> str | None:
         """The timeline key of the device holding `ip` (syslog attribution), or None."""
-        lease = self.table.by_ip.get(ip)
+        lease = self.table.at(ip)
         if lease is not None and lease.state == LeaseState.BOUND:
             return lease_key(self.config, lease)
         return None
@@ -474,7 +474,7 @@ class Appliance:
                 # Every port and raw socket is open: from here on only what DHCP still needs.
                 drop_privileges(self.config.user, state_dir=self.config.state_dir)
             log.info("ztp serving, %s build: %d subnets, %d inventory devices, %d leases on disk", build(),
-                     len(self.config.subnets), len(self.config.inventory.devices), len(self.table.by_ip))
+                     len(self.config.subnets), len(self.config.inventory.devices), len(self.table.leases()))
             sweeper = asyncio.create_task(self._sweep())
             follower = asyncio.create_task(self._follow_timeline())
             collector = asyncio.create_task(keep_heap_frozen(busy=lambda: self.recorder.storming))

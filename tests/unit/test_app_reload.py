@@ -117,7 +117,7 @@ def test_reload_adds_a_device_everywhere(app: Appliance, tmp_path: Path) -> None
     expected = Renderer(app.config).render(device_view(app.config, app.table, device=device, mac=None))
     assert app.tftp.content.get("leaf09.cfg", ("10.60.0.19", 1069)) == expected == b"hostname leaf09\nasn 65009\n"
     # Leases untouched; DNS has the new reservation, the static record and the leased name.
-    assert app.table is old_table and app.table.by_ip[IPv4Address("10.60.0.150")].state == LeaseState.BOUND
+    assert app.table is old_table and app.table.at(IPv4Address("10.60.0.150")).state == LeaseState.BOUND
     assert app.zone is not None and app.dns is not None and app.dns.zone is app.zone
     hosts = app.zone.hosts()
     assert hosts["leaf09.lab.test."][0] == "10.60.0.19"

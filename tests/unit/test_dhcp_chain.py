@@ -451,7 +451,7 @@ def test_renew_of_someone_elses_address_is_nakked(responder: Policy) -> None:
     ip = dora(responder, mac(1), T0)
     d = responder.handle(msg(p.REQUEST, mac(2), ciaddr=str(ip)), UNICAST, T0 + 10)
     assert reply_of(d).message_type == p.NAK and durable(d) is None
-    assert responder.table.by_ip[ip].client == mac(1)
+    assert responder.table.at(ip).client == mac(1)
 
 
 def test_rebinding_from_the_wrong_network_is_nakked(responder: Policy) -> None:
@@ -651,7 +651,7 @@ def test_device_cannot_claim_an_inventory_hostname(responder: Policy) -> None:
 def test_offer_does_not_shorten_a_bound_lease(responder: Policy) -> None:
     ip = dora(responder, mac(1), T0)
     reply_of(responder.handle(msg(p.DISCOVER, mac(1)), DIRECT, T0 + 10))
-    lease = responder.table.by_ip[ip]
+    lease = responder.table.at(ip)
     assert lease.state == LeaseState.BOUND and lease.expires == T0 + 3600
 
 

@@ -120,7 +120,7 @@ def test_failed_commit_sends_no_ack_and_memory_stays_as_the_disk(tmp_path: Path,
             await asyncio.sleep(0)
         assert sock.types() == [p.OFFER]  # no ACK, and no NAK either: nothing rather than a lie
         assert server.counters["commit_failed"] == 1
-        row = table.by_ip[ip]
+        row = table.at(ip)
         assert row.state == LeaseState.OFFERED  # the binding was not applied: memory is what the disk has
         assert server.ledger.commit_failures == 1
         line = next(r.getMessage() for r in caplog.records if "NOT written" in r.getMessage())
@@ -138,7 +138,7 @@ def test_blocked_commit_holds_the_ack_until_the_row_is_durable(tmp_path: Path) -
         for _ in range(5):
             await asyncio.sleep(0)
         assert sock.types() == [p.OFFER] and len(store.waiting) == 1
-        assert table.by_ip[ip].state == LeaseState.OFFERED  # not bound in memory either
+        assert table.at(ip).state == LeaseState.OFFERED  # not bound in memory either
         # Another client meanwhile cannot be given the address being written.
         _receive(server, msg(p.DISCOVER, "02:77:00:00:0d:02", flags=p.BROADCAST_FLAG))
         assert sock.sent[-1].yiaddr != ip
@@ -147,7 +147,7 @@ def test_blocked_commit_holds_the_ack_until_the_row_is_durable(tmp_path: Path) -
         fut.set_result(None)
         await asyncio.sleep(0)
         assert sock.types()[-1] == p.ACK and sock.sent[-1].yiaddr == ip
-        assert table.by_ip[ip].state == LeaseState.BOUND
+        assert table.at(ip).state == LeaseState.BOUND
 
     asyncio.run(run())
 
@@ -184,8 +184,8 @@ def test_every_ack_finds_its_row_on_disk_when_it_leaves(tmp_path: Path, monkeypa
             ip = _dora_request_for(server, sock, "02:77:00:00:0f:01")
             await _until(lambda: server.counters["commit_failed"] == 1)
             assert sock.types().count(p.ACK) == 20
-            assert table.by_ip[ip].state == LeaseState.OFFERED
-            bound = {lease.ip for lease in table.by_ip.values() if lease.state == LeaseState.BOUND}
+            assert table.at(ip).state == LeaseState.OFFERED
+            bound = {lease.ip for lease in table.leases() if lease.state == LeaseState.BOUND}
             assert bound == {lease.ip for lease in load_leases(db) if lease.state == LeaseState.BOUND}
             assert len(bound) == 20
         finally:

@@ -90,7 +90,7 @@ def test_an_answer_commits_a_conflict_and_the_next_address_is_probed(tmp_path: P
         _discover(server, "02:77:00:00:00:01")
         pinger.resolve("10.60.0.100", answered=True)
     assert sock.sent == [] and list(pinger.pending) == [IPv4Address("10.60.0.101")]
-    row = table.by_ip[IPv4Address("10.60.0.100")]
+    row = table.at(IPv4Address("10.60.0.100"))
     assert row.state == LeaseState.DECLINED and row.mac == SQUATTER
     assert server.counters["conflicts"] == 1
     assert any(r.getMessage().startswith("02:77:00:00:00:01 dhcp address 10.60.0.100 is in use") and SQUATTER in

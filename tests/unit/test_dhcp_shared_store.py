@@ -119,7 +119,7 @@ def test_the_second_appliance_to_commit_an_address_sends_nothing_then_offers_ano
             assert lose.server.counters["commit_failed"] == 1 and lose.replies(lc) == [(p.OFFER, x)]  # no ACK
             line = next(r for r in caplog.records if "NOT written" in r.getMessage())
             assert line.levelno == logging.WARNING and lc in line.getMessage() and wc in line.getMessage()
-            assert lose.table.by_ip[x].client == wc  # the winner is in the loser's cache: x is not offered again
+            assert lose.table.at(x).client == wc  # the winner is in the loser's cache: x is not offered again
             # The client retries its REQUEST: NAKed (its offer is gone); it starts over and gets another address.
             server_id = str(lose.address)
             lose.receive(msg(p.REQUEST, lc, xid=2, requested=str(x), server_id=server_id, flags=p.BROADCAST_FLAG))
@@ -131,7 +131,7 @@ def test_the_second_appliance_to_commit_an_address_sends_nothing_then_offers_ano
             lose.receive(msg(p.REQUEST, lc, xid=3, requested=str(z), server_id=server_id, flags=p.BROADCAST_FLAG))
             await _until(lambda: lose.replies(lc)[-1] == (p.ACK, z))
             # And the winner knows the loser's binding (LISTEN/NOTIFY): it would not offer z to anyone else.
-            await _until(lambda: z in win.table.by_ip and win.table.by_ip[z].client == lc)
+            await _until(lambda: win.table.at(z) is not None and win.table.at(z).client == lc)
             rows.update({(str(x), wc), (str(z), lc)})
         finally:
             a.store.close()

@@ -157,13 +157,13 @@ def test_the_ledger_applies_nothing_before_the_store_has_it(backend: tuple[Facto
         outcome: list[BaseException | None] = []
         x = lease(7)
         ledger.commit(LeaseChange(ChangeKind.BIND, x), outcome.append)
-        assert table.by_ip == {}
+        assert not table.leases()
         for _ in range(1000):
             if outcome:
                 break
             await asyncio.sleep(0.01)
         try:
-            assert outcome == [None] and table.by_ip[x.ip] == x and read()[str(x.ip)] == "bound"
+            assert outcome == [None] and table.at(x.ip) == x and read()[str(x.ip)] == "bound"
         finally:
             store.close()
     run(main)
@@ -232,7 +232,7 @@ def test_a_second_client_for_an_active_address_loses_and_its_cache_learns_the_wi
             assert len(outcome) == 1 and isinstance(outcome[0], LeaseConflict)
             assert outcome[0].current == x
             # Nothing of the loser was applied; the winner is in the cache, so it is not offered again.
-            assert table_b.by_ip[x.ip] == x and table_b.lease_of("c2") is None
+            assert table_b.at(x.ip) == x and table_b.lease_of("c2") is None
             chosen = ledger_b.choose(POOL, "c2", reserved=None, requested=x.ip, now=T0 + 2)
             assert chosen is not None and chosen != x.ip
         finally:
@@ -320,12 +320,12 @@ def test_merge_skips_stale_rows_and_replaces_offers() -> None:
     events: list[str] = []
     ledger.subscribe(lambda e: events.append(e.kind.value))
     new = lease(1, client="c1", updated=T0 + 10)
-    assert merge_remote(ledger, [new]) == 1 and table.by_ip[new.ip] == new
+    assert merge_remote(ledger, [new]) == 1 and table.at(new.ip) == new
     assert merge_remote(ledger, [lease(1, client="c0", updated=T0)]) == 0  # older than what we know
     assert merge_remote(ledger, [new]) == 0  # the same row twice
     table.offer(lease(2).ip, "c9", "c9", hold=30, now=T0 + 100)  # our offer, newer than their binding
     theirs = lease(2, client="c2", updated=T0 + 50)
-    assert merge_remote(ledger, [theirs]) == 1 and table.by_ip[theirs.ip] == theirs
+    assert merge_remote(ledger, [theirs]) == 1 and table.at(theirs.ip) == theirs
     assert table.lease_of("c9") is None  # the offer is gone: a REQUEST for it is refused
     released = dataclasses.replace(new, state=LeaseState.RELEASED, updated=T0 + 20, expires=T0 + 20)
     assert merge_remote(ledger, [released]) == 1
@@ -607,8 +607,8 @@ def test_a_withdrawn_offer_keeps_its_address_only_on_a_shared_store(shared: bool
     assert done == [None, None]
     chosen = ledger.choose(POOL, "c2", reserved=None, requested=None, now=T0 + 1)
     if shared:
-        assert table.by_ip[x] == offer and chosen != x
+        assert table.at(x) == offer and chosen != x
         theirs = Lease(ip=x, client="c1", mac="c1", state=LeaseState.BOUND, expires=T0 + 3600, updated=T0 + 0.01)
-        assert merge_remote(ledger, [theirs]) == 1 and table.by_ip[x] == theirs
+        assert merge_remote(ledger, [theirs]) == 1 and table.at(x) == theirs
     else:
-        assert x not in table.by_ip and chosen == x  # alone: back to the pool at once
+        assert table.at(x) is None and chosen == x  # alone: back to the pool at once

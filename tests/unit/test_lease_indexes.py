@@ -86,7 +86,7 @@ def test_indexes_follow_every_operation(fake_clock: FakeClock) -> None:
             if table.available(wanted, client, now):
                 table.bind(wanted, client, mac, lease_time=60, now=now, hostname=name)
         _assert_consistent(table)
-    rebuilt = LeaseTable(list(table.by_ip.values()))
+    rebuilt = LeaseTable(list(table.leases()))
     _assert_consistent(rebuilt)
 
 

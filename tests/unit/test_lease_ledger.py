@@ -52,10 +52,10 @@ def test_a_binding_is_applied_only_after_the_store_has_it() -> None:
         lease = bound("10.0.0.10", "a")
         ledger.commit(LeaseChange(ChangeKind.BIND, lease), outcome.append)
         await asyncio.sleep(0)
-        assert table.by_ip == {} and outcome == [] and events == []  # not visible before it is on disk
+        assert not table.leases() and outcome == [] and events == []  # not visible before it is on disk
         store.futures[0][1].set_result(None)
         await asyncio.sleep(0)
-        assert table.by_ip[lease.ip] is lease and outcome == [None]
+        assert table.at(lease.ip) is lease and outcome == [None]
         assert [e.kind for e in events] == [EventKind.BOUND]
     run(scenario)
 
@@ -72,7 +72,7 @@ def test_a_failed_commit_changes_nothing_and_reports_the_error() -> None:
         store.futures[0][1].set_exception(OSError("disk full"))
         await asyncio.sleep(0)
         assert isinstance(outcome[0], OSError) and events == []
-        assert list(table.by_ip) == [IPv4Address("10.0.0.11")] and table.lease_of("a") is None
+        assert [lease.ip for lease in table.leases()] == [IPv4Address("10.0.0.11")] and table.lease_of("a") is None
         assert ledger.commit_failures == 1
         assert ledger.available(IPv4Address("10.0.0.10"), "c", T0)  # no longer pending either
     run(scenario)
@@ -107,7 +107,7 @@ def test_changes_apply_in_commit_order_and_renewal_is_told_apart() -> None:
         for _, fut in store.futures:
             fut.set_result(None)
         await asyncio.sleep(0)
-        assert table.by_ip[first.ip] is second
+        assert table.at(first.ip) is second
         assert [e.kind for e in events] == [EventKind.BOUND, EventKind.RENEWED]
     run(scenario)
 
@@ -121,9 +121,9 @@ def test_memory_only_changes_apply_at_once_without_the_store() -> None:
                       expires=T0 + 30, updated=T0)
         done: list[BaseException | None] = []
         ledger.commit(LeaseChange(ChangeKind.OFFER, offer), done.append)
-        assert table.by_ip[offer.ip] is offer and done == [None] and store.futures == []
+        assert table.at(offer.ip) is offer and done == [None] and store.futures == []
         ledger.commit(LeaseChange(ChangeKind.WITHDRAW, offer), done.append)
-        assert table.by_ip == {} and table.lease_of("a") is None
+        assert not table.leases() and table.lease_of("a") is None
     run(scenario)
 
 
@@ -169,4 +169,4 @@ def test_a_failing_subscriber_does_not_undo_the_change(caplog: pytest.LogCapture
     ledger.subscribe(broken)
     lease = bound("10.0.0.10", "a")
     ledger.commit(LeaseChange(ChangeKind.BIND, lease), lambda e: None)
-    assert table.by_ip[lease.ip] is lease and "subscriber failed" in caplog.text
+    assert table.at(lease.ip) is lease and "subscriber failed" in caplog.text

@@ -105,7 +105,7 @@ def test_one_pending_offer_per_client(fake_clock: FakeClock) -> None:
     table = LeaseTable()
     table.offer(ip(100), A, A, hold=30, now=fake_clock.now)
     table.offer(ip(101), A, A, hold=30, now=fake_clock.now)
-    assert ip(100) not in table.by_ip
+    assert table.at(ip(100)) is None
     assert table.lease_of(A) is not None and table.lease_of(A).ip == ip(101)  # type: ignore[union-attr]
     assert choose(table, B, fake_clock.now) == ip(100)
 
@@ -115,7 +115,7 @@ def test_taking_over_an_expired_address_forgets_the_old_client(fake_clock: FakeC
     table.bind(ip(100), A, A, lease_time=60, now=fake_clock.now)
     table.bind(ip(100), B, B, lease_time=60, now=fake_clock.now + 100)
     assert table.lease_of(A) is None
-    assert table.by_ip[ip(100)].client == B
+    assert table.at(ip(100)).client == B
 
 
 def test_decline_drops_the_client_record(fake_clock: FakeClock) -> None:
@@ -134,7 +134,7 @@ def test_forget_offer_frees_the_address_only_for_offers(fake_clock: FakeClock) -
     assert table.all() == [] and table.lease_of(A) is None
     table.bind(ip(100), A, A, lease_time=60, now=fake_clock.now)
     table.forget_offer(A)
-    assert table.by_ip[ip(100)].state == LeaseState.BOUND
+    assert table.at(ip(100)).state == LeaseState.BOUND
 
 
 def test_rebuilt_from_rows_in_update_order(fake_clock: FakeClock) -> None:
@@ -145,7 +145,7 @@ def test_rebuilt_from_rows_in_update_order(fake_clock: FakeClock) -> None:
         Lease(ip(101), C, C, LeaseState.RELEASED, now, now),
     ]
     table = LeaseTable(rows)
-    assert table.by_ip[ip(100)].client == B
+    assert table.at(ip(100)).client == B
     assert table.lease_of(A) is None
     assert [x.ip for x in table.all()] == [ip(100), ip(101)]
     assert choose(table, "02:00:00:00:00:0d", now) == ip(102)
@@ -178,9 +178,9 @@ def test_decline_of_another_address_drops_the_pending_offer_cleanly() -> None:
     t = LeaseTable()
     t.offer(A("10.60.0.100"), "C", "C", hold=30, now=0)
     t.decline(A("10.60.0.101"), "C", "C", quarantine=600, now=1)
-    assert A("10.60.0.100") not in t.by_ip and t.lease_of("C") is None
+    assert t.at(A("10.60.0.100")) is None and t.lease_of("C") is None
     t.bind(A("10.60.0.100"), "D", "D", lease_time=60, now=2)
     t.bind(A("10.60.0.102"), "C", "C", lease_time=60, now=3)
-    kept = t.by_ip[A("10.60.0.100")]
+    kept = t.at(A("10.60.0.100"))
     assert kept.client == "D" and kept.state == LeaseState.BOUND
-    assert t.by_ip[A("10.60.0.101")].state == LeaseState.DECLINED
+    assert t.at(A("10.60.0.101")).state == LeaseState.DECLINED

@@ -27,7 +27,7 @@ def pool_use(config: Config, table: LeaseTable, now: float) -> list[tuple[str, i
     pools = [(s, int(s.pool_start), int(s.pool_end)) for s in config.subnets
              if s.pool_start is not None and s.pool_end is not None]
     used = dict.fromkeys((str(s.network) for s, _, _ in pools), 0)
-    for lease in table.by_ip.values():
+    for lease in table.leases():
         if not lease.active(now):
             continue
         ip = int(lease.ip)

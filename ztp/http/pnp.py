@@ -81,7 +81,7 @@ class PnpService:
             ip = IPv4Address(peer)
         except ValueError:
             return None
-        lease = self.table.by_ip.get(ip)
+        lease = self.table.at(ip)
         if lease is None or lease.state != LeaseState.BOUND or lease.expires <= self.clock():
             return None
         return lease

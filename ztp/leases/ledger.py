@@ -103,7 +103,8 @@ class LeaseStore(Protocol):
 
 
 class _PendingForOthers:
-    """The addresses being committed for clients other than `client` (a read-only container view)."""
+    """The addresses (their integers) being committed for clients other than `client` (a read-only container
+    view)."""
 
     __slots__ = ("client", "pending")
 
@@ -111,8 +112,8 @@ class _PendingForOthers:
         self.pending = pending
         self.client = client
 
-    def __contains__(self, ip: object) -> bool:
-        entry = self.pending.get(ip_key(ip)) if isinstance(ip, IPv4Address) else None
+    def __contains__(self, key: object) -> bool:
+        entry = self.pending.get(key) if isinstance(key, int) else None
         return entry is not None and entry[0] != self.client
 
 
@@ -132,7 +133,7 @@ class Ledger:
         self._pending: dict[int, tuple[str, int]] = {}
         self._expiry: list[tuple[float, int, Lease]] = []  # heap of bound leases by expiry
         self._seq = 0
-        now_bound = [lease for lease in table.by_ip.values() if lease.state == LeaseState.BOUND]
+        now_bound = [lease for lease in table.leases() if lease.state == LeaseState.BOUND]
         for lease in now_bound:
             self._watch(lease)
         self.commit_failures = 0
@@ -145,7 +146,7 @@ class Ledger:
 
     def at(self, ip: IPv4Address) -> Lease | None:
         """The lease row of an address (committed state)."""
-        return self.table.by_ip.get(ip)
+        return self.table.at(ip)
 
     def available(self, ip: IPv4Address, client: str, now: float) -> bool:
         """Whether `ip` may be given to `client` now: free in the table and not being written for another."""
@@ -205,7 +206,7 @@ class Ledger:
         if change.kind == ChangeKind.WITHDRAW:
             table.forget_offer(lease.client)
             return None
-        previous = table.by_ip.get(lease.ip)
+        previous = table.at(lease.ip)
         if change.kind == ChangeKind.OFFER:
             table.put(lease)
             return None
@@ -250,7 +251,7 @@ class Ledger:
         heap = self._expiry
         while heap and heap[0][0] <= now:
             _, _, lease = heapq.heappop(heap)
-            if self.table.by_ip.get(lease.ip) is lease:
+            if self.table.at(lease.ip) is lease:
                 out.append(lease)
                 self._emit(LeaseEvent(EventKind.EXPIRED, lease))
         return out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Container
+from collections.abc import Collection, Container
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from ipaddress import IPv4Address
 
 from ztp.config import Subnet
+from ztp.ipkey import ip_key
 
 
 class LeaseState(StrEnum):
@@ -79,45 +80,60 @@ class LeaseTable:
     """All leases in memory, indexed by address and by client; the store persists what it returns."""
 
     def __init__(self, leases: list[Lease] | None = None) -> None:
-        self.by_ip: dict[IPv4Address, Lease] = {}
+        # Each address's current row, keyed by the address's integer (ipkey.ip_key): an IPv4Address key costs
+        # a call of its Python __hash__ per lookup, and of __eq__ when the key is another object, about
+        # fifteen of each a DORA (issue 14). Read through `at` and `leases`.
+        self._rows: dict[int, Lease] = {}
         self.by_client: dict[str, Lease] = {}  # change only through _set_client/_drop_client (indexes below)
         # by_client's leases grouped by MAC and by host name (client -> lease, in by_client order), so that
         # "this device's lease" (TFTP config requests, `ztp leases`) costs a lookup, not a walk over
         # every lease: a hall of 50,000 leases made each config request scan them all.
         self._client_by_mac: dict[str, dict[str, Lease]] = {}
         self._client_by_hostname: dict[str, dict[str, Lease]] = {}
-        self._fresh: dict[IPv4Address, int] = {}  # pool start -> next never-used candidate (as int)
-        self._reusable: dict[IPv4Address, _Reusable] = {}  # pool start -> its leases by expiry (built lazily)
+        self._fresh: dict[int, int] = {}  # pool start -> next never-used candidate (addresses as ints)
+        self._reusable: dict[int, _Reusable] = {}  # pool start (int) -> its leases by expiry (built lazily)
         self._seq = 0
         for lease in sorted(leases or [], key=lambda x: x.updated):
             self._put(lease)
+
+    def at(self, ip: IPv4Address) -> Lease | None:
+        """The address's current row, if it has one."""
+        return self._rows.get(ip_key(ip))
+
+    def leases(self) -> Collection[Lease]:
+        """Every address's current row (a live view: do not change the table while walking it)."""
+        return self._rows.values()
 
     def put(self, lease: Lease) -> None:
         """Make `lease` the address's current row (the ledger calls this once the row is durable)."""
         if lease.state == LeaseState.DECLINED:
             held = self.by_client.get(lease.client)
-            if held is not None and held.ip == lease.ip:
+            if held is not None and ip_key(held.ip) == ip_key(lease.ip):
                 self._drop_client(lease.client)  # the declined address is no longer the client's lease
         self._put(lease)
 
     def _put(self, lease: Lease) -> None:
-        old = self.by_ip.get(lease.ip)
+        rows = self._rows
+        key = ip_key(lease.ip)
+        old = rows.get(key)
         if old is not None and old.client != lease.client and self.by_client.get(old.client) is old:
             self._drop_client(old.client)
         previous = self.by_client.get(lease.client)
-        if previous is not None and previous.ip != lease.ip and previous.state == LeaseState.OFFERED:
-            # A client holds at most one pending offer: the old one goes back to the pool.
-            if self.by_ip.get(previous.ip) is previous:
-                del self.by_ip[previous.ip]
-                self._unused(previous.ip)
-            if lease.state == LeaseState.DECLINED:
-                # A DECLINE is not the client's lease: nothing may keep pointing at the dropped offer.
-                self._drop_client(lease.client)
-        self.by_ip[lease.ip] = lease
+        if previous is not None and previous.state == LeaseState.OFFERED:
+            offered = ip_key(previous.ip)
+            if offered != key:
+                # A client holds at most one pending offer: the old one goes back to the pool.
+                if rows.get(offered) is previous:
+                    del rows[offered]
+                    self._unused(offered)
+                if lease.state == LeaseState.DECLINED:
+                    # A DECLINE is not the client's lease: nothing may keep pointing at the dropped offer.
+                    self._drop_client(lease.client)
+        rows[key] = lease
         if lease.state != LeaseState.DECLINED:
             self._set_client(lease)
         if self._reusable:
-            value = int(lease.ip)
+            value = key
             for pool in self._reusable.values():
                 if pool.start <= value <= pool.end:
                     self._seq += 1
@@ -141,12 +157,12 @@ class LeaseTable:
         if lease.hostname is not None:
             _ungroup(self._client_by_hostname, lease.hostname, client)
 
-    def _unused(self, ip: IPv4Address) -> None:
-        # An address dropped from by_ip is never-used again: move any pool cursor past it back, or
-        # neither the first-free scan nor the oldest-expired scan (which walks by_ip) would find it.
+    def _unused(self, value: int) -> None:
+        # An address (its integer) dropped from the rows is never-used again: move any pool cursor past it
+        # back, or neither the first-free scan nor the oldest-expired scan (which walks the rows) would find it.
         for start, cursor in self._fresh.items():
-            if int(start) <= int(ip) < cursor:
-                self._fresh[start] = int(ip)
+            if start <= value < cursor:
+                self._fresh[start] = value
 
     def lease_of(self, client: str) -> Lease | None:
         """The client's current or last lease."""
@@ -165,7 +181,7 @@ class LeaseTable:
 
     def available(self, ip: IPv4Address, client: str, now: float) -> bool:
         """Whether `ip` may be given to `client` now."""
-        lease = self.by_ip.get(ip)
+        lease = self._rows.get(ip_key(ip))
         if lease is None:
             return True
         if lease.state == LeaseState.DECLINED:
@@ -174,49 +190,47 @@ class LeaseTable:
 
     def choose(self, subnet: Subnet, client: str, *, reserved: IPv4Address | None,
                requested: IPv4Address | None, now: float,
-               taken: Container[IPv4Address] | None = None) -> IPv4Address | None:
+               taken: Container[int] | None = None) -> IPv4Address | None:
         """The address to offer, in the documented order, or None when the pool is exhausted.
 
         Reservation; the address this client held before; the requested address (option 50) if free;
         the first never-used pool address; then the oldest expired or released one. Addresses in `taken`
-        (being committed for another client) are skipped.
+        (their integers: being committed for another client) are skipped.
         """
         if reserved is not None:
             return reserved
-        busy: Container[IPv4Address] = taken if taken is not None else ()
+        busy: Container[int] = taken if taken is not None else ()
         previous = self.by_client.get(client)
-        if previous is not None and subnet.in_pool(previous.ip) and previous.ip not in busy \
+        if previous is not None and subnet.in_pool(previous.ip) and ip_key(previous.ip) not in busy \
                 and self.available(previous.ip, client, now):
             return previous.ip
-        if requested is not None and subnet.in_pool(requested) and requested not in busy \
+        if requested is not None and subnet.in_pool(requested) and ip_key(requested) not in busy \
                 and self.available(requested, client, now):
             return requested
         if subnet.pool_start is None or subnet.pool_end is None:
             return None
-        start, end = int(subnet.pool_start), int(subnet.pool_end)
-        # Each candidate is built once (an IPv4Address costs more than the lookups it is for).
-        cursor = self._fresh.get(subnet.pool_start, start)
-        ip = IPv4Address(cursor) if cursor <= end else None
-        while ip is not None and ip in self.by_ip:
+        start, end = ip_key(subnet.pool_start), ip_key(subnet.pool_end)
+        rows = self._rows
+        # Candidates are integers: only the one chosen is built as an IPv4Address.
+        cursor = self._fresh.get(start, start)
+        while cursor <= end and cursor in rows:
             cursor += 1
-            ip = IPv4Address(cursor) if cursor <= end else None
-        self._fresh[subnet.pool_start] = cursor
+        self._fresh[start] = cursor
         probe = cursor  # past the cursor only by the few never-used addresses being committed right now
-        while ip is not None and (ip in busy or ip in self.by_ip):
+        while probe <= end and (probe in busy or probe in rows):
             probe += 1
-            ip = IPv4Address(probe) if probe <= end else None
-        if ip is not None:
-            return ip
-        return self._oldest_reusable(subnet.pool_start, start, end, busy, now)
+        if probe <= end:
+            return IPv4Address(probe)
+        return self._oldest_reusable(start, end, busy, now)
 
-    def _oldest_reusable(self, pool_start: IPv4Address, start: int, end: int, busy: Container[IPv4Address],
-                         now: float) -> IPv4Address | None:
+    def _oldest_reusable(self, start: int, end: int, busy: Container[int], now: float) -> IPv4Address | None:
         """The pool's address whose lease ran out (or was released) first, or None: O(log n) amortised."""
-        pool = self._reusable.get(pool_start)
-        if pool is None or len(pool.heap) > 2 * len(self.by_ip) + 64:
-            pool = self._reusable[pool_start] = _Reusable(start, end)
-            for lease in self.by_ip.values():
-                if start <= int(lease.ip) <= end:
+        rows = self._rows
+        pool = self._reusable.get(start)
+        if pool is None or len(pool.heap) > 2 * len(rows) + 64:
+            pool = self._reusable[start] = _Reusable(start, end)
+            for lease in rows.values():
+                if start <= ip_key(lease.ip) <= end:
                     self._seq += 1
                     pool.heap.append((lease.expires, self._seq, lease))
             heapq.heapify(pool.heap)
@@ -225,12 +239,13 @@ class LeaseTable:
         found: IPv4Address | None = None
         while heap:
             expires, _, lease = heap[0]
-            if self.by_ip.get(lease.ip) is not lease:
+            key = ip_key(lease.ip)
+            if rows.get(key) is not lease:
                 heapq.heappop(heap)  # replaced or dropped since: stale
                 continue
             if expires > now and lease.state != LeaseState.RELEASED:
                 break  # the oldest live lease is still active: nothing to reuse
-            if lease.ip in busy:
+            if key in busy:
                 skipped.append(heapq.heappop(heap))
                 continue
             found = lease.ip
@@ -242,7 +257,7 @@ class LeaseTable:
     def offer(self, ip: IPv4Address, client: str, mac: str, *, hold: float, now: float,
               hostname: str | None = None) -> Lease:
         """Hold `ip` for `client` for `hold` seconds so nobody else is offered it (kept in memory only)."""
-        current = self.by_ip.get(ip)
+        current = self._rows.get(ip_key(ip))
         if current is not None and current.client == client and current.active(now) \
                 and current.state == LeaseState.BOUND:
             return current  # already bound: an OFFER must not shorten the binding
@@ -261,7 +276,7 @@ class LeaseTable:
 
     def release(self, client: str, ip: IPv4Address, now: float) -> Lease | None:
         """RFC 2131 §4.3.4: free the address; the client's record stays so it gets the same one back."""
-        lease = self.by_ip.get(ip)
+        lease = self._rows.get(ip_key(ip))
         if lease is None or lease.client != client or lease.state != LeaseState.BOUND:
             return None
         released = replace(lease, state=LeaseState.RELEASED, expires=now, updated=now)
@@ -280,13 +295,14 @@ class LeaseTable:
         lease = self.by_client.get(client)
         if lease is not None and lease.state == LeaseState.OFFERED:
             self._drop_client(client)
-            if self.by_ip.get(lease.ip) is lease:
-                del self.by_ip[lease.ip]
-                self._unused(lease.ip)
+            key = ip_key(lease.ip)
+            if self._rows.get(key) is lease:
+                del self._rows[key]
+                self._unused(key)
 
     def all(self) -> list[Lease]:
         """Every lease, by address."""
-        return sorted(self.by_ip.values(), key=lambda x: x.ip)
+        return [lease for _, lease in sorted(self._rows.items())]  # keys are unique: leases never compared
 
 
 def _ungroup(groups: dict[str, dict[str, Lease]], key: str, client: str) -> None:
