@@ -9,6 +9,7 @@ the integer instead of `== ZERO_IP`.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from typing import Final
 
 
 def ip_key(address: IPv4Address) -> int:
@@ -21,3 +22,20 @@ def is_zero(address: IPv4Address) -> bool:
     """0.0.0.0 (an unset giaddr, ciaddr or yiaddr)."""
     value: int = address._ip  # type: ignore[attr-defined]
     return value == 0
+
+
+# A server's own addresses, as the reply spells them: a few per appliance (bounded all the same).
+_SPELLED: Final[dict[int, tuple[bytes, bytes]]] = {}
+_SPELLED_MAX: Final = 256
+
+
+def spelled(address: IPv4Address) -> tuple[bytes, bytes]:
+    """The address's 4 bytes and its dotted text as bytes (option 54; option 66 and sname), remembered per
+    address: IPv4Address builds both digit by digit."""
+    value: int = address._ip  # type: ignore[attr-defined]
+    both = _SPELLED.get(value)
+    if both is None:
+        if len(_SPELLED) >= _SPELLED_MAX:
+            _SPELLED.clear()
+        both = _SPELLED[value] = (address.packed, str(address).encode())
+    return both

@@ -1,11 +1,13 @@
-"""ztp.ipkey: an address's integer as a cache key, and the 0.0.0.0 test, agree with the standard library."""
+"""ztp.ipkey: an address's integer as a cache key, the 0.0.0.0 test and its spellings agree with the standard
+library."""
 
 from __future__ import annotations
 
 import random
 from ipaddress import IPv4Address, IPv4Interface
 
-from ztp.ipkey import ip_key, is_zero
+from ztp import ipkey
+from ztp.ipkey import ip_key, is_zero, spelled
 
 
 def test_key_and_zero_agree_with_the_standard_library() -> None:
@@ -18,3 +20,14 @@ def test_key_and_zero_agree_with_the_standard_library() -> None:
     assert is_zero(IPv4Address(0)) and not is_zero(IPv4Address("0.0.0.1"))
     # As dict keys: equal addresses, one key.
     assert len({ip_key(IPv4Address("10.1.2.3")), ip_key(IPv4Address(0x0A010203))}) == 1
+
+
+def test_spellings_are_the_standard_librarys_and_remembered_within_a_bound() -> None:
+    rng = random.Random(5)
+    for value in [0, 1, 0x0A3C0001, 0xFFFFFFFF, *(rng.getrandbits(32) for _ in range(600))]:
+        address = IPv4Address(value)
+        assert spelled(address) == (address.packed, str(address).encode())
+        assert len(ipkey._SPELLED) <= ipkey._SPELLED_MAX
+    server = IPv4Address("10.60.0.1")
+    # Built once per address while remembered (compiled, the pair itself is rebuilt around the same bytes).
+    assert all(a is b for a, b in zip(spelled(server), spelled(IPv4Address("10.60.0.1")), strict=True))

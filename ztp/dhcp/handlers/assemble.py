@@ -14,7 +14,7 @@ from ztp.dhcp import options as o
 from ztp.dhcp import packet as p
 from ztp.dhcp.exchange import Proposal, Reply, Request
 from ztp.dhcp.packet import DhcpPacket
-from ztp.ipkey import ip_key, is_zero
+from ztp.ipkey import is_zero, spelled
 
 _FIRST = (o.MESSAGE_TYPE, o.SERVER_ID)
 _MESSAGE_TYPE = {mtype: bytes((mtype,)) for mtype in (p.OFFER, p.ACK, p.NAK)}
@@ -61,29 +61,17 @@ def _echoed(request: DhcpPacket, opts: dict[int, bytes]) -> dict[int, bytes]:
 class Assemble:
     """Sets `reply.packet` from the fields the handlers filled in."""
 
-    def __init__(self) -> None:
-        # By server address (ipkey.ip_key): IPv4Address.packed and str() build bytes digit by digit.
-        self._names: dict[int, bytes] = {}
-        self._packed: dict[int, bytes] = {}
-
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Build the BOOTREPLY."""
         pkt = req.pkt
         opts = reply.options  # this request's own dict: handlers copy cached option sets into it
         server = reply.server_id
-        key = ip_key(server)
+        packed, text = spelled(server)
         if reply.mtype is not None:
             opts[o.MESSAGE_TYPE] = _MESSAGE_TYPE[reply.mtype]
-            packed = self._packed.get(key)
-            if packed is None:
-                packed = self._packed[key] = server.packed
             opts[o.SERVER_ID] = packed
         boot = reply.boot_file
-        sname = b""
-        if boot is not None:
-            sname = self._names.get(key, b"")
-            if not sname:
-                sname = self._names[key] = str(server).encode()
+        sname = text if boot is not None else b""
         reply.packet = DhcpPacket(
             op=p.BOOTREPLY, xid=pkt.xid, chaddr=pkt.chaddr, htype=pkt.htype, hlen=pkt.hlen, flags=pkt.flags,
             ciaddr=reply.ciaddr, yiaddr=reply.yiaddr, siaddr=server if boot is not None else p.ZERO_IP,

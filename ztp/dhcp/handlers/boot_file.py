@@ -6,7 +6,7 @@ from ztp.config import Config
 from ztp.devices import boot_file_name
 from ztp.dhcp import options as o
 from ztp.dhcp.exchange import Proposal, Reply, Request
-from ztp.ipkey import ip_key
+from ztp.ipkey import spelled
 
 
 class BootFile:
@@ -14,7 +14,6 @@ class BootFile:
 
     def __init__(self, config: Config) -> None:
         self.inventory = config.inventory
-        self._names: dict[int, bytes] = {}  # by server address (ipkey.ip_key)
 
     def __call__(self, req: Request, reply: Reply) -> Reply | Proposal:
         """Name the boot file for this device."""
@@ -24,11 +23,7 @@ class BootFile:
         reply.boot_file = name
         opts = reply.options
         if o.TFTP_SERVER_NAME not in opts:
-            key = ip_key(reply.server_id)
-            server = self._names.get(key)
-            if server is None:  # remembered: IPv4Address spells itself digit by digit
-                server = self._names[key] = str(reply.server_id).encode()
-            opts[o.TFTP_SERVER_NAME] = server
+            opts[o.TFTP_SERVER_NAME] = spelled(reply.server_id)[1]
         if o.BOOTFILE_NAME not in opts:
             opts[o.BOOTFILE_NAME] = name.encode()
         return reply
