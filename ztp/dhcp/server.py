@@ -36,6 +36,11 @@ _BUF = 4096
 # (issue 14).
 _BURST = 16
 MAX_PROBES = 3  # addresses probed for one DISCOVER before it is dropped (the client will ask again)
+# Where datagrams arrived is remembered for as long as the interface table remembers an interface's name and
+# address, each half of the 5 s the table alone used to: a change of either is still seen within 5 s. Bounded
+# for the variety of renewing clients' source addresses.
+_INGRESS_TTL = 2.5
+_INGRESSES_MAX = 1024
 
 
 @lru_cache(maxsize=4096)
@@ -66,13 +71,17 @@ class DhcpServer:
                  clock: Callable[[], float] = time.time) -> None:
         self.chain = chain  # replaced whole on a configuration reload
         self.ledger = ledger
-        self.interfaces = frozenset(interfaces)
+        self._interfaces = frozenset(interfaces)
         self.port = port
         self.clock = clock
         self.counters: Counter[str] = Counter()
         # Told of every decided request (packet, ingress, proposal, now): the timeline queues it, O(1).
         self.observe: Callable[[DhcpPacket, Ingress, Proposal, float], None] | None = None
-        self._ifaces = InterfaceTable()
+        self._ifaces = InterfaceTable(_INGRESS_TTL)
+        # (IP_PKTINFO, source address, relayed) -> (expires, Ingress): a few relays and interfaces send nearly
+        # every datagram, and working one out built a frozenset, two addresses and the Ingress (6,000
+        # instructions a datagram compiled; issue 14). Ingress is never mutated: one object serves them all.
+        self._ingresses: dict[tuple[tuple[tuple[int, int, bytes], ...], str, bool], tuple[float, Ingress]] = {}
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.pinger: Pinger | None = None  # conflict detection (dhcp.ping_check); None: offers are not probed
@@ -80,6 +89,16 @@ class DhcpServer:
         # decision to run, True when it runs it later, once the client's rows are in the cache.
         self.read_through: Callable[[str, Callable[[], None]], bool] | None = None
         self._probing: set[IPv4Address] = set()
+
+    @property
+    def interfaces(self) -> frozenset[str]:
+        """dhcp.interfaces: where broadcasts are answered (empty: everywhere)."""
+        return self._interfaces
+
+    @interfaces.setter
+    def interfaces(self, names: frozenset[str]) -> None:
+        self._interfaces = names
+        self._ingresses.clear()  # remembered arrivals were admitted under the old list
 
     async def start(self) -> None:
         """Bind 0.0.0.0:port, open the ICMP socket for conflict detection, and start reading."""
@@ -120,7 +139,20 @@ class DhcpServer:
             self._datagram(data, anc, peer)
 
     def _ingress(self, pkt: DhcpPacket, anc: list[tuple[int, int, bytes]], source: str) -> Ingress | None:
-        info = _pktinfo(tuple(anc))
+        key = (tuple(anc), source, not is_zero(pkt.giaddr))
+        now = time.monotonic()
+        hit = self._ingresses.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        ingress = self._arrival(key[0], source, key[2])
+        if ingress is not None:  # refusals are worked out (and counted) each time
+            if len(self._ingresses) >= _INGRESSES_MAX:
+                self._ingresses.clear()
+            self._ingresses[key] = (now + _INGRESS_TTL, ingress)
+        return ingress
+
+    def _arrival(self, anc: tuple[tuple[int, int, bytes], ...], source: str, relayed: bool) -> Ingress | None:
+        info = _pktinfo(anc)
         if info is None:
             return None
         ifindex, spec_dst, dst = info
@@ -129,7 +161,7 @@ class DhcpServer:
         # IP_PKTINFO: for a datagram sent to one of our addresses the local address (spec_dst) is that
         # address; for a broadcast it is the interface's own.
         unicast = dst == spec_dst
-        if not is_zero(pkt.giaddr):
+        if relayed:
             # Relayed: accepted on any local address; the server id is the address the relay sent to.
             return Ingress(ifindex, ifname, dst if unicast else spec_dst, frozenset({spec_dst}), broadcast=False,
                            peer=peer)
