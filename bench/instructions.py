@@ -2,6 +2,7 @@
 on a shared 2-core machine moves by 10 % from one run to the next (issue 14).
 
     python -m bench.instructions [--compiled DIR] [--direct]
+    sudo .venv/bin/python -m bench.instructions --server [--compiled DIR]
 
 The decision path is what the server does between a datagram and the bytes of its reply: `parse`,
 `Chain.handle`, `Ledger.commit` (no store: the lease applied at once) and `build`, for DORAs of new clients
@@ -10,6 +11,13 @@ segment). With `--compiled DIR` (a copy built by scripts/compile.py) callgrind c
 compiled functions (`--toggle-collect`); for the pure build, which has no C functions to name, it counts the
 whole process, the harness included. Either way two runs (500 and 1,500 DORAs) are subtracted, so start-up
 and configuration loading cancel out. Needs valgrind; about a minute.
+
+`--server` counts a whole `ztp serve` instead: everything its event loop's thread runs (uvloop's callbacks:
+the DHCP shell, the decision path, the lease writer's pipe, the device timeline, the garbage collector),
+not the kernel, the lease writer process or other threads. perfdhcp drives it at 100 DORA/s through a relay
+address in namespaces of a lab (root), 500 then 1,500 DORAs; the second run's count minus the first's, per
+DORA. At that rate the timeline records every DORA as it comes (in a storm it yields to the packets and
+catches up later). About three minutes.
 """
 
 from __future__ import annotations
@@ -93,11 +101,56 @@ def _count(count: int, relayed: bool, compiled: Path | None) -> int:
     return int(m.group(1))
 
 
+_LOOP_CALLBACK = "__pyx_f_6uvloop_4loop_6Handle__run"  # every callback `ztp serve`'s uvloop runs
+_SERVER_RATE = 100  # DORA/s: what a server under callgrind answers without falling behind
+
+
+def _count_server(count: int, compiled: Path | None) -> int:
+    """Instructions on `ztp serve`'s event loop thread from start to stop, `count` DORAs in between."""
+    from bench import dhcp, servers
+    from bench.run import _pair
+    from bench.workload import SERVER_IP, prepare
+    from ztp.lab import Lab
+
+    with tempfile.TemporaryDirectory(prefix="ztp-instr-") as tmp:
+        work = prepare(Path(tmp) / "work", devices=50)
+        out = Path(tmp) / "callgrind.out"
+        env = {"PYTHONUNBUFFERED": "1"}
+        if compiled is not None:
+            env["PYTHONPATH"] = str(compiled)
+        version = subprocess.run([*servers.ZTP, "--version"], env={**os.environ, **env}, cwd=tmp,
+                                 capture_output=True, text=True, check=True).stdout
+        if ("(compiled)" in version) != (compiled is not None):
+            raise SystemExit(f"not the build to measure: {version.strip()}")
+        argv = ["valgrind", "--tool=callgrind", f"--toggle-collect={_LOOP_CALLBACK}", f"--callgrind-out-file={out}",
+                *servers.ZTP, "serve", "--config", str(work.config), "--log-level", "warning"]
+        with Lab() as lab:
+            srv, cli = _pair(lab, "cli")
+            proc = lab.spawn(srv, argv, log=Path(tmp) / "serve.log", env=env)
+            lab.wait_for(lambda: proc.poll() is not None or lab.udp_listening(srv, 67), 300, "ztp serve under valgrind")
+            if proc.poll() is not None:
+                raise SystemExit(f"ztp serve exited {proc.returncode}: {(Path(tmp) / 'serve.log').read_text()[-2000:]}")
+            seconds = count // _SERVER_RATE
+            res = lab.run(cli, ["perfdhcp", "-4", "-g", "single", "-l", "eth0", "-r", str(_SERVER_RATE), "-p",
+                                str(seconds + 10), "-n", str(count), "-R", "50000", "-W", "1000000", SERVER_IP],
+                          timeout=seconds + 120, check=False)
+            lab.stop(proc)
+        stats = dhcp.parse_perfdhcp(res.stdout)
+        acks = int(stats.get("REQUEST-ACK", {}).get("received packets", 0))
+        if acks != count:
+            raise SystemExit(f"perfdhcp completed {acks} of {count} DORAs: {res.stdout[-1500:]}")
+        total = re.search(r"^(?:summary|totals): (\d+)", out.read_text(errors="replace"), re.M)
+        if total is None:
+            raise SystemExit("callgrind wrote no total")
+        return int(total.group(1))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compiled", type=Path, help="a compiled copy (scripts/compile.py DIR); default: pure")
     ap.add_argument("--direct", action="store_true", help="broadcast DORAs on the server's segment, not relayed")
+    ap.add_argument("--server", action="store_true", help="a whole ztp serve's event loop thread (root, perfdhcp)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child is not None:
@@ -106,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 1
+    if args.server:
+        low, high = (_count_server(n, args.compiled) for n in (500, 1500))
+        build = f"compiled ({args.compiled})" if args.compiled else "pure Python"
+        print(f"{build}: {(high - low) / 1000:,.0f} instructions per relayed DORA on ztp serve's event loop thread")
+        return 0
     low, high = (_count(n, not args.direct, args.compiled) for n in (500, 1500))
     what = "decision path (parse, Chain.handle, Ledger.commit, build)" if args.compiled else "whole process"
     build = f"compiled ({args.compiled})" if args.compiled else "pure Python"
