@@ -17,8 +17,10 @@ from ztp.dhcp.packet import DhcpPacket
 from ztp.dhcp.reply import Destination
 from ztp.leases.ledger import ChangeKind, EventKind, LeaseChange, LeaseEvent
 from ztp.leases.table import Lease, LeaseState
+from ztp.timeline.machine import DeviceStatus, Event
 
-RECORDS = [Ingress, Request, Reply, Proposal, Fitted, DhcpPacket, Destination, LeaseChange, LeaseEvent, Lease]
+RECORDS = [Ingress, Request, Reply, Proposal, Fitted, DhcpPacket, Destination, LeaseChange, LeaseEvent, Lease, Event,
+           DeviceStatus]
 
 
 @pytest.mark.parametrize("cls", RECORDS, ids=lambda c: c.__name__)

@@ -16,7 +16,7 @@ from ztp.dhcp.exchange import Ingress, Proposal
 from ztp.leases.ledger import EventKind, LeaseEvent
 from ztp.leases.table import Lease, LeaseState, LeaseTable
 from ztp.tftp.server import TransferNote
-from ztp.timeline.machine import Event, Stage
+from ztp.timeline.machine import DeviceTimeline, Event, Stage
 from ztp.timeline.recorder import Recorder
 from ztp.timeline.store import SqliteTimelineStore
 
@@ -185,13 +185,13 @@ def test_in_a_storm_the_history_waits_and_catches_up_after(tmp_path: Path, fake_
     recorder = Recorder.for_config(CONFIG, LeaseTable(), store, clock=fake_clock, tick=0.02,
                                    activity=lambda: received[0])
     fired: list[float] = []
-    real_timer = recorder.machine.handle_timer
 
-    def handle_timer(now: float) -> list[Event]:
-        fired.append(now)
-        return real_timer(now)
+    class CountingTimeline(DeviceTimeline):
+        def handle_timer(self, now: float) -> list[Event]:
+            fired.append(now)
+            return super().handle_timer(now)
 
-    recorder.machine.handle_timer = handle_timer  # type: ignore[method-assign]
+    recorder.machine = CountingTimeline(recorder.machine.timeouts)
     for _ in range(100):  # 300 observations: ten slices of 32
         boot(recorder, fake_clock)
 

@@ -20,17 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address
-from typing import Any, Protocol
+from typing import Protocol
 
 from ztp.config import Subnet
 from ztp.ipkey import ip_key
 from ztp.leases.table import Lease, LeaseState, LeaseTable
-
-try:  # mypy's runtime helpers: present where the hot path is compiled (ZTP_COMPILE=1, setup.py)
-    from mypy_extensions import mypyc_attr
-except ImportError:  # pure Python: the decorator means nothing
-    def mypyc_attr(*attrs: str, **kwattrs: object) -> Any:  # type: ignore[misc]
-        return lambda cls: cls
+from ztp.native import mypyc_attr
 
 log = logging.getLogger("ztp.leases")
 
