@@ -24,8 +24,8 @@ from setuptools.errors import BaseError, CCompilerError
 HERE = os.path.dirname(os.path.abspath(__file__))
 # What runs on the event loop for every DHCP packet: the codec, the handler chain and its handlers, the lease
 # ledger and table, the rate limiters, the server's shell, the lease writer's loop side (with its frames),
-# the boot file name, the interface table and the timeline recorder's classification. Everything else stays
-# interpreted (a class a test patches cannot be compiled: its methods are read-only).
+# the boot file name, the interface table, the timeline recorder's classification and its state machine.
+# Everything else stays interpreted (a class a test patches cannot be compiled: its methods are read-only).
 HOT = sorted([
     "ztp/bounded.py", "ztp/ratelimit.py", "ztp/ipkey.py",
     "ztp/dhcp/chain.py", "ztp/dhcp/exchange.py", "ztp/dhcp/fit.py", "ztp/dhcp/options.py", "ztp/dhcp/packet.py",
