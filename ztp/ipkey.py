@@ -11,6 +11,8 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Final
 
+from ztp.bounded import make_room
+
 
 def ip_key(address: IPv4Address) -> int:
     """An address as a dict key: its integer."""
@@ -35,7 +37,6 @@ def spelled(address: IPv4Address) -> tuple[bytes, bytes]:
     value: int = address._ip  # type: ignore[attr-defined]
     both = _SPELLED.get(value)
     if both is None:
-        if len(_SPELLED) >= _SPELLED_MAX:
-            _SPELLED.clear()
+        make_room(_SPELLED, _SPELLED_MAX)
         both = _SPELLED[value] = (address.packed, str(address).encode())
     return both

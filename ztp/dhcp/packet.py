@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import Final
 
+from ztp.bounded import make_room
 from ztp.ipkey import ip_key
 
 BOOTREQUEST: Final = 1
@@ -175,15 +176,14 @@ _ADDRESSES_MAX: Final = 1024
 
 def _address(value: int) -> IPv4Address:
     # Building an IPv4Address costs more than the rest of the header: most of a request's four address
-    # fields are zero, and giaddr is one of a few relays, so share the objects, by the integer (a dict that
-    # starts again when full: bounded for ciaddr's variety). An lru_cache keyed by the 4 bytes took 1,100
-    # instructions a field, compiled (a key tuple, the bytes' hash, the recency list; issue 14).
+    # fields are zero, and giaddr is one of a few relays, so share the objects, by the integer (bounded for
+    # ciaddr's variety: the oldest go first). An lru_cache keyed by the 4 bytes took 1,100 instructions a
+    # field, compiled (a key tuple, the bytes' hash, the recency list; issue 14).
     if value == 0:
         return ZERO_IP
     address = _ADDRESSES.get(value)
     if address is None:
-        if len(_ADDRESSES) >= _ADDRESSES_MAX:
-            _ADDRESSES.clear()
+        make_room(_ADDRESSES, _ADDRESSES_MAX)
         address = _ADDRESSES[value] = IPv4Address(value)
     return address
 

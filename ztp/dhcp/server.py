@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from ipaddress import IPv4Address
 
+from ztp.bounded import make_room
 from ztp.dhcp import packet as p
 from ztp.dhcp.chain import Chain
 from ztp.dhcp.exchange import Ingress, Proposal, client_key
@@ -146,8 +147,7 @@ class DhcpServer:
             return hit[1]
         ingress = self._arrival(key[0], source, key[2])
         if ingress is not None:  # refusals are worked out (and counted) each time
-            if len(self._ingresses) >= _INGRESSES_MAX:
-                self._ingresses.clear()
+            make_room(self._ingresses, _INGRESSES_MAX)
             self._ingresses[key] = (now + _INGRESS_TTL, ingress)
         return ingress
 
