@@ -105,7 +105,7 @@ _LOOP_CALLBACK = "__pyx_f_6uvloop_4loop_6Handle__run"  # every callback `ztp ser
 _SERVER_RATE = 100  # DORA/s: what a server under callgrind answers without falling behind
 
 
-def _count_server(count: int, compiled: Path | None) -> int:
+def _count_server(count: int, compiled: Path | None, keep: Path | None = None) -> int:
     """Instructions on `ztp serve`'s event loop thread from start to stop, `count` DORAs in between."""
     from bench import dhcp, servers
     from bench.run import _pair
@@ -142,6 +142,9 @@ def _count_server(count: int, compiled: Path | None) -> int:
         total = re.search(r"^(?:summary|totals): (\d+)", out.read_text(errors="replace"), re.M)
         if total is None:
             raise SystemExit("callgrind wrote no total")
+        if keep is not None:  # for callgrind_annotate: where the instructions go, function by function
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(out, keep / f"callgrind.out.{count}")
         return int(total.group(1))
 
 
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compiled", type=Path, help="a compiled copy (scripts/compile.py DIR); default: pure")
     ap.add_argument("--direct", action="store_true", help="broadcast DORAs on the server's segment, not relayed")
     ap.add_argument("--server", action="store_true", help="a whole ztp serve's event loop thread (root, perfdhcp)")
+    ap.add_argument("--keep", type=Path, help="with --server: keep callgrind's profiles in this directory")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child is not None:
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 1
     if args.server:
-        low, high = (_count_server(n, args.compiled) for n in (500, 1500))
+        low, high = (_count_server(n, args.compiled, args.keep) for n in (500, 1500))
         build = f"compiled ({args.compiled})" if args.compiled else "pure Python"
         print(f"{build}: {(high - low) / 1000:,.0f} instructions per relayed DORA on ztp serve's event loop thread")
         return 0

@@ -40,3 +40,14 @@ def spelled(address: IPv4Address) -> tuple[bytes, bytes]:
         make_room(_SPELLED, _SPELLED_MAX)
         both = _SPELLED[value] = (address.packed, str(address).encode())
     return both
+
+
+_OCTETS: Final[tuple[str, ...]] = tuple(str(octet) for octet in range(256))
+
+
+def dotted(address: IPv4Address) -> str:
+    """The address in dotted decimal, the text `str(address)` gives, without a call through IPv4Address's
+    __str__ slot into Python (the timeline's events and the lease rows spell an address or two a DORA)."""
+    value: int = address._ip  # type: ignore[attr-defined]
+    octets = _OCTETS
+    return f"{octets[value >> 24]}.{octets[(value >> 16) & 255]}.{octets[(value >> 8) & 255]}.{octets[value & 255]}"

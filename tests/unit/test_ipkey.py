@@ -7,7 +7,7 @@ import random
 from ipaddress import IPv4Address, IPv4Interface
 
 from ztp import ipkey
-from ztp.ipkey import ip_key, is_zero, spelled
+from ztp.ipkey import dotted, ip_key, is_zero, spelled
 
 
 def test_key_and_zero_agree_with_the_standard_library() -> None:
@@ -31,3 +31,12 @@ def test_spellings_are_the_standard_librarys_and_remembered_within_a_bound() -> 
     server = IPv4Address("10.60.0.1")
     # Built once per address while remembered (compiled, the pair itself is rebuilt around the same bytes).
     assert all(a is b for a, b in zip(spelled(server), spelled(IPv4Address("10.60.0.1")), strict=True))
+
+
+def test_dotted_text_is_the_standard_librarys() -> None:
+    rng = random.Random(6)
+    for value in [0, 1, 255, 256, 0x0A3C0001, 0x7F000001, 0xFFFFFFFF, *(rng.getrandbits(32) for _ in range(2000))]:
+        address = IPv4Address(value)
+        # The standard library's own spelling (ztp's IPv4Address.__str__ is inet_ntoa's).
+        assert dotted(address) == IPv4Address._string_from_ip_int(value) == str(address)
+    assert dotted(IPv4Address("192.0.2.10")) == "192.0.2.10"

@@ -20,7 +20,7 @@ from ztp.dhcp.exchange import Proposal
 from ztp.dhcp.packet import DhcpPacket
 from ztp.dhcp.relayinfo import RelayInfo, printable
 from ztp.inventory import Identity, match_device
-from ztp.ipkey import is_zero
+from ztp.ipkey import dotted, is_zero
 from ztp.leases.ledger import EventKind, LeaseEvent
 from ztp.leases.table import Lease
 from ztp.relay.policy import relay_info_of
@@ -99,10 +99,10 @@ def dhcp_events(config: Config, pkt: DhcpPacket, proposal: Proposal, now: float,
     if miscabled is not None and mtype == p.DISCOVER:
         out.append(Event(key, now, Kind.MISCABLED, miscabled.text, mac, None,
                          {"expected": miscabled.expected, "actual": miscabled.actual}))
-    via = {"giaddr": str(pkt.giaddr)} if not is_zero(pkt.giaddr) else {}
+    via = {"giaddr": dotted(pkt.giaddr)} if not is_zero(pkt.giaddr) else {}
     if mtype == p.DISCOVER:
         if rtype == p.OFFER and reply is not None:
-            ip = str(reply.yiaddr)
+            ip = dotted(reply.yiaddr)
             out.append(Event(key, now, Kind.OFFER, f"DISCOVER -> OFFER {ip}", mac, ip, via))
         elif proposal.level >= logging.WARNING and not proposal.counter.startswith("rate_limited"):
             why = proposal.log
@@ -137,7 +137,7 @@ def lease_event(config: Config, event: LeaseEvent, now: float) -> Event | None:
         return None
     lease = event.lease
     key = lease_key(config, lease)
-    ip = str(lease.ip)
+    ip = dotted(lease.ip)
     if kind == Kind.DECLINED:
         text = f"declined {ip}: another host answers ARP for it (address conflict)"
     else:

@@ -27,6 +27,7 @@ from typing import Any
 
 from ztp import commitlog
 from ztp.frames import FrameReader, frame
+from ztp.ipkey import dotted
 from ztp.leases.store.errors import LeaseDatabaseError, LeaseWriterError
 from ztp.leases.table import Lease, LeaseState
 from ztp.loopfd import unwatch
@@ -151,7 +152,7 @@ def load_leases(path: Path) -> list[Lease]:
 
 
 def _row(lease: Lease) -> tuple[str, str, str, str, float, float, str | None, str | None]:
-    return (str(lease.ip), lease.client, lease.mac, lease.state.value, lease.expires, lease.updated,
+    return (dotted(lease.ip), lease.client, lease.mac, lease.state.value, lease.expires, lease.updated,
             lease.hostname, lease.vendor)
 
 
