@@ -50,9 +50,18 @@ class RateRun:
     note: str = ""
 
     @property
+    def short_pct(self) -> float:
+        """How far perfdhcp fell short of the DISCOVERs it was asked to send (`-n`), in percent."""
+        asked = int(self.rate * self.seconds)
+        return round(100.0 * max(asked - self.discovers, 0) / asked, 3) if asked else 0.0
+
+    @property
     def ok(self) -> bool:
-        """Fewer than 1 % of exchanges incomplete."""
-        return self.discovers > 0 and self.fail_pct < PASS_FAIL_PCT
+        """Fewer than 1 % of exchanges incomplete, at the rate asked for: a run in which perfdhcp could not
+        send 99 % of its DISCOVERs (a client starved of CPU on the shared machine, or held back) did not test
+        that rate, whatever it got back. Until 2026-12-04 such runs passed: ztp's compiled rows then claimed
+        rates perfdhcp had offered only 94-97 % of."""
+        return self.discovers > 0 and self.fail_pct < PASS_FAIL_PCT and self.short_pct < PASS_FAIL_PCT
 
 
 @dataclass(slots=True)
@@ -200,13 +209,13 @@ def sweep(name: str, lab: Lab, srv: str, cli: str, server_ip: str, start: Server
     def measure(rate: int, phase: str) -> RateRun:
         run = perfdhcp_once(lab, srv, cli, server_ip, start, tmp, rate, seconds, phase=phase)
         result.runs.append(run)
-        log(f"  {name:<8} {rate:>6}/s  acks {run.acks:>7}  fail {run.fail_pct:6.2f}%  "
+        log(f"  {name:<8} {rate:>6}/s  acks {run.acks:>7}  fail {run.fail_pct:6.2f}%  short {run.short_pct:5.2f}%  "
             f"cpu {run.server_cpu_pct:5.1f}%  {'ok' if run.ok else 'FAIL'} {run.note}")
         return run
 
     def passes(rate: int, phase: str) -> bool:
         run = measure(rate, phase)
-        if not run.ok and run.fail_pct < 5.0 and time.monotonic() < deadline:
+        if not run.ok and max(run.fail_pct, run.short_pct) < 5.0 and time.monotonic() < deadline:
             # Within a few percent of passing: on 2 shared cores that is as likely a scheduling burst
             # as the server's limit, so it gets a second chance.
             run = measure(rate, phase + "-retry")

@@ -35,6 +35,14 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def descendants(pid: int) -> list[int]:
+    """The live processes `pid` started, and theirs, and so on."""
+    out: list[int] = []
+    for child in _children(pid):
+        out += [child, *descendants(child)]
+    return out
+
+
 def rss_kib(pid: int) -> int:
     """VmRSS of `pid` in KiB (0 when unknown)."""
     try:
@@ -66,7 +74,9 @@ class CpuMeter:
     """
 
     def __init__(self, pid: int, name: str) -> None:
-        """Move `pid` (and so its future children) into a fresh cgroup named after `name`."""
+        """Move `pid`, the processes it has already started and so all their future children into a fresh
+        cgroup named after `name`. (A process stays in its cgroup when its parent moves: ztp's lease writer,
+        started before the server listens, was left out until 2026-12-04, about a fifth of ztp's CPU.)"""
         self.pid = pid
         self._dir: str | None = None
         if os.path.isdir(_CPUACCT):
@@ -76,6 +86,12 @@ class CpuMeter:
                 with open(os.path.join(path, "cgroup.procs"), "w") as fh:
                     fh.write(str(pid))
                 self._dir = path
+                for child in descendants(pid):
+                    try:
+                        with open(os.path.join(path, "cgroup.procs"), "w") as fh:
+                            fh.write(str(child))
+                    except OSError:  # exited in between
+                        pass
             except OSError:
                 self._remove(path)
 

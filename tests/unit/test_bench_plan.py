@@ -92,3 +92,18 @@ def test_tftp_servers_take_turns_in_abba_order_and_the_fastest_good_fetch_counts
     broken = tftp.Fetch("curl", 512, 1, mib_s=9.0, ok=False)
     assert tftp.best([slow, broken, fast]) is fast
     assert tftp.best([broken]) is broken
+
+
+def test_a_rate_passes_only_when_perfdhcp_offered_it() -> None:
+    def run(sent: int, acks: int) -> dhcp.RateRun:
+        r = dhcp.RateRun(rate=11000, seconds=10.0, discovers=sent, acks=acks)
+        r.fail_pct = round(100.0 * (sent - acks) / sent, 3)
+        return r
+
+    assert run(110_000, 109_900).ok
+    assert run(109_999, 109_999).ok  # perfdhcp's -n counts from one: a DISCOVER short is not a miss
+    # Every DISCOVER answered, but perfdhcp sent only 94.8 % of them: 11,000/s was not tested.
+    short = run(104_250, 104_000)
+    assert short.short_pct == 5.227 and short.fail_pct < 1.0 and not short.ok
+    assert not run(110_000, 108_000).ok
+    assert dhcp.RateRun(rate=0, seconds=10.0).short_pct == 0.0 and not dhcp.RateRun(rate=0, seconds=10.0).ok
