@@ -61,6 +61,9 @@ def ratios(doc: dict[str, Any]) -> dict[str, str]:
         out["DHCP DORA/s ztp compiled / pure"] = _ratio(zc, z)
         if "kea" in dhcp:
             out["DHCP DORA/s ztp compiled/kea"] = _ratio(zc, dhcp["kea"].get("max_sustainable_dora_s"))
+    versus = (doc.get("dhcp_kea_cpu") or {}).get("cpu_ms_per_dora") or {}
+    if versus.get("ztp-compiled") and versus.get("kea"):
+        out["DHCP CPU per DORA kea / ztp compiled (paired runs)"] = _ratio(versus["kea"], versus["ztp-compiled"])
     if "ztp-compiled-info" in dhcp and "kea" in dhcp:
         out["DHCP DORA/s ztp compiled at info / kea"] = _ratio(dhcp["ztp-compiled-info"].get("max_sustainable_dora_s"),
                                                                dhcp["kea"].get("max_sustainable_dora_s"))
@@ -125,6 +128,13 @@ def table(doc: dict[str, Any]) -> str:
             lines += [f"Info logging, paired: ztp at warning and at info run alternately at {rates} DORA/s "
                       f"({paired['rounds']} rounds, ABBA): CPU per DORA {cost['ztp']:.3f} ms at warning, "
                       f"{cost['ztp-info']:.3f} ms at info ({100 * (cost['ztp-info'] / cost['ztp'] - 1):+.1f} %).", ""]
+        paired = doc.get("dhcp_kea_cpu") or {}
+        cost = paired.get("cpu_ms_per_dora") or {}
+        if cost.get("ztp-compiled") and cost.get("kea"):
+            rates = " and ".join(f"{r:,}" for r in paired["rates"])
+            lines += [f"ztp compiled and Kea, paired: run alternately at {rates} DORA/s ({paired['rounds']} rounds, "
+                      f"ABBA): CPU per DORA {cost['ztp-compiled']:.3f} ms ztp compiled (its lease writer process "
+                      f"included), {cost['kea']:.3f} ms Kea (Kea / ztp {cost['kea'] / cost['ztp-compiled']:.2f}x).", ""]
     if doc.get("tftp"):
         head = " | ".join(h for _, h in TFTP_COLUMNS)
         lines += ["**TFTP** - one 32 MiB file, MiB/s (best of "

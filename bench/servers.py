@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from ipaddress import ip_network
 from pathlib import Path
 
 from bench.workload import NETWORK, POOL_FIRST, POOL_LAST, SERVER_IP, Workload
@@ -42,16 +43,35 @@ def ztp_serve(lab: Lab, ns: str, work: Workload, log: Path, *, fresh: bool = Tru
     return proc
 
 
+# What ztp answers a device it does not know (bench/workload.py's subnet; the boot file is named after the
+# MAC, as long as ztp's): Kea is configured to send the same options, so that both servers do the same work
+# and perfdhcp, which parses every option of every reply on the same two cores, pays the same per reply.
+# Until 2026-12-04 Kea sent 6 options against ztp's 13 plus sname and file, and perfdhcp, saturated, fell
+# behind ztp's replies only (its socket dropping them): part of ztp's gap was the client's.
+KEA_OPTIONS = [
+    {"name": "routers", "data": SERVER_IP},
+    {"name": "broadcast-address", "data": str(ip_network(NETWORK).broadcast_address)},
+    {"name": "domain-name", "data": "lab.test"},
+    {"name": "domain-name-servers", "data": SERVER_IP},
+    # Not in perfdhcp's parameter request list; ztp sends them to every device it provisions.
+    {"name": "tftp-server-name", "data": SERVER_IP, "always-send": True},
+    {"name": "boot-file-name", "data": "000000000000.cfg", "always-send": True},
+]
+
+
 def kea(lab: Lab, ns: str, tmp: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Kea dhcp4 2.2, memfile with persist=true (a CSV append per lease), single-threaded (its default)."""
+    """Kea dhcp4 2.2, memfile with persist=true (a CSV append per lease), single-threaded (its default),
+    answering with the options ztp sends (KEA_OPTIONS, T1/T2, sname and file)."""
     leases = tmp / "kea-leases4.csv"
     leases.unlink(missing_ok=True)
     dhcp4 = {
         "interfaces-config": {"interfaces": [SERVER_IF], "dhcp-socket-type": "udp"},
         "lease-database": {"type": "memfile", "persist": True, "name": str(leases), "lfc-interval": 0},
         "valid-lifetime": 3600,
+        "calculate-tee-times": True,  # options 58 and 59, as ztp sends them
         "subnet4": [{"id": 1, "subnet": NETWORK, "pools": [{"pool": f"{POOL_FIRST} - {POOL_LAST}"}],
-                     "option-data": [{"name": "routers", "data": SERVER_IP}]}],
+                     "server-hostname": SERVER_IP, "boot-file-name": "000000000000.cfg",
+                     "option-data": KEA_OPTIONS}],
         "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": "stdout"}], "severity": "WARN"}],
     }
     conf = tmp / "kea-dhcp4.json"

@@ -107,3 +107,52 @@ def test_a_rate_passes_only_when_perfdhcp_offered_it() -> None:
     assert short.short_pct == 5.227 and short.fail_pct < 1.0 and not short.ok
     assert not run(110_000, 108_000).ok
     assert dhcp.RateRun(rate=0, seconds=10.0).short_pct == 0.0 and not dhcp.RateRun(rate=0, seconds=10.0).ok
+
+
+# Kea's option names in bench/servers.py, by code (Kea 2.2's standard DHCPv4 option definitions).
+_KEA_CODES = {"routers": 3, "broadcast-address": 28, "domain-name": 15, "domain-name-servers": 6,
+              "tftp-server-name": 66, "boot-file-name": 67}
+
+
+def test_kea_is_configured_to_answer_perfdhcp_as_ztp_does(tmp_path: Path) -> None:
+    """The bench compares like with like: Kea sends the options ztp sends a device it does not know (perfdhcp's
+    clients), sname and file included, so perfdhcp parses replies of the same size from both."""
+    from ipaddress import IPv4Address
+
+    from bench import servers
+    from bench.workload import SERVER_IP, prepare
+    from ztp.config import load_config
+    from ztp.dhcp import packet as p
+    from ztp.dhcp.chain import Chain
+    from ztp.dhcp.exchange import Ingress
+    from ztp.leases.ledger import Ledger
+    from ztp.leases.table import LeaseTable
+
+    work = prepare(tmp_path / "work", devices=5)
+    server = IPv4Address(SERVER_IP)
+    chain = Chain(load_config(work.config), Ledger(LeaseTable()))
+    ingress = Ingress(ifindex=2, ifname="s1", server_ip=server, local_ips=frozenset({server}),
+                      peer=IPv4Address("10.60.0.2"))
+    # perfdhcp -4 as a relay: DISCOVER with its parameter request list and a client identifier.
+    discover = p.DhcpPacket(op=p.BOOTREQUEST, xid=1, chaddr=bytes.fromhex("000c01020304"), hops=1,
+                            giaddr=IPv4Address("10.60.0.2"),
+                            options={53: bytes((p.DISCOVER,)), 55: bytes((1, 28, 2, 3, 15, 6, 12)),
+                                     61: bytes.fromhex("01000c01020304")})
+    offer = chain.handle(discover, ingress, 1_000_000.0).reply
+    assert offer is not None
+    # Always there in Kea's replies: message type, subnet mask, lease time, server id, client id; T1 and T2
+    # with calculate-tee-times.
+    kea = {53, 1, 51, 54, 61, 58, 59} | {_KEA_CODES[o["name"]] for o in servers.KEA_OPTIONS}
+    assert set(offer.options) == kea
+    assert offer.sname == SERVER_IP.encode() and len(offer.file) == len("000000000000.cfg")
+
+
+def test_the_report_shows_kea_against_ztp_compiled_per_dora() -> None:
+    doc = {"date": "2026-12-04", "machine": {"cpu": "x", "cores": 2, "mem_gib": 1, "kernel": "k", "python": "3"},
+           "settings": {"dhcp": {"seconds": 10.0, "clients": 50000}},
+           "dhcp": [{"server": "kea", "label": "Kea", "max_sustainable_dora_s": 8000, "sweeps_max": [8000],
+                     "at_max": _run(8000), "at_80": _run(6400)}],
+           "dhcp_kea_cpu": {"rates": [2000, 4000], "rounds": 2, "cpu_ms_per_dora": {"ztp-compiled": 0.1, "kea": 0.08}}}
+    assert "CPU per DORA 0.100 ms ztp compiled (its lease writer process included), 0.080 ms Kea (Kea / ztp 0.80x)" \
+        in report.table(doc)
+    assert report.ratios(doc)["DHCP CPU per DORA kea / ztp compiled (paired runs)"] == "0.80x"
