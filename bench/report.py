@@ -43,6 +43,17 @@ def _mib_s(t: dict[str, Any], client: str, key: str) -> float | None:
     return float(f["mib_s"]) if f else None
 
 
+def _paired(doc: dict[str, Any], key: str, first: str, second: str) -> tuple[tuple[float, float], str] | None:
+    """Two set-ups' mean CPU per DORA from `doc[key]` (`dhcp.paired_cpu`), and how they were run; None when
+    either is missing."""
+    paired = doc.get(key) or {}
+    cost = paired.get("cpu_ms_per_dora") or {}
+    if not (cost.get(first) and cost.get(second)):
+        return None
+    rates = " and ".join(f"{r:,}" for r in paired["rates"])
+    return (cost[first], cost[second]), f"{rates} DORA/s ({paired['rounds']} rounds, ABBA)"
+
+
 def ratios(doc: dict[str, Any]) -> dict[str, str]:
     """The headline ratios (ztp over a peer; for times, the peer over ztp so that > 1 means ztp is better)."""
     out: dict[str, str] = {}
@@ -98,7 +109,8 @@ def table(doc: dict[str, Any]) -> str:
     if doc.get("dhcp"):
         s = doc["settings"]["dhcp"]
         lines += [f"**DHCP** - perfdhcp DORA as a relay, {s['seconds']} s per rate, {s['clients']} clients, /16 pool, "
-                  "empty lease database per run; max sustainable = highest rate with < 1 % incomplete exchanges; "
+                  "empty lease database per run; max sustainable = highest rate with < 1 % incomplete exchanges and "
+                  "99 % of the DISCOVERs asked for sent; "
                   "rows swept twice (ABBA order) show the better sweep, each sweep's max in brackets.", "",
                   "| server | max DORA/s | avg latency D-O / R-A (ms) | max latency (ms) | server CPU | CPU per DORA "
                   "| p99 D-O / R-A at 80 % of max (ms) |",
@@ -121,20 +133,18 @@ def table(doc: dict[str, Any]) -> str:
                 for d in doc["dhcp"] if len(d.get("sweeps_at_80") or []) > 1]
         if each:
             lines += ["p99 D-O / R-A at 80 % of each sweep's max (ms): " + "; ".join(each) + ".", ""]
-        paired = doc.get("dhcp_info_cpu") or {}
-        cost = paired.get("cpu_ms_per_dora") or {}
-        if cost.get("ztp") and cost.get("ztp-info"):
-            rates = " and ".join(f"{r:,}" for r in paired["rates"])
-            lines += [f"Info logging, paired: ztp at warning and at info run alternately at {rates} DORA/s "
-                      f"({paired['rounds']} rounds, ABBA): CPU per DORA {cost['ztp']:.3f} ms at warning, "
-                      f"{cost['ztp-info']:.3f} ms at info ({100 * (cost['ztp-info'] / cost['ztp'] - 1):+.1f} %).", ""]
-        paired = doc.get("dhcp_kea_cpu") or {}
-        cost = paired.get("cpu_ms_per_dora") or {}
-        if cost.get("ztp-compiled") and cost.get("kea"):
-            rates = " and ".join(f"{r:,}" for r in paired["rates"])
-            lines += [f"ztp compiled and Kea, paired: run alternately at {rates} DORA/s ({paired['rounds']} rounds, "
-                      f"ABBA): CPU per DORA {cost['ztp-compiled']:.3f} ms ztp compiled (its lease writer process "
-                      f"included), {cost['kea']:.3f} ms Kea (Kea / ztp {cost['kea'] / cost['ztp-compiled']:.2f}x).", ""]
+        info = _paired(doc, "dhcp_info_cpu", "ztp", "ztp-info")
+        if info:
+            (warning, at_info), how = info
+            lines += [f"Info logging, paired: ztp at warning and at info run alternately at {how}: CPU per DORA "
+                      f"{warning:.3f} ms at warning, {at_info:.3f} ms at info "
+                      f"({100 * (at_info / warning - 1):+.1f} %).", ""]
+        versus = _paired(doc, "dhcp_kea_cpu", "ztp-compiled", "kea")
+        if versus:
+            (compiled, kea), how = versus
+            lines += [f"ztp compiled and Kea, paired: run alternately at {how}: CPU per DORA {compiled:.3f} ms ztp "
+                      f"compiled (its lease writer process included), {kea:.3f} ms Kea (Kea / ztp "
+                      f"{kea / compiled:.2f}x).", ""]
     if doc.get("tftp"):
         head = " | ".join(h for _, h in TFTP_COLUMNS)
         lines += ["**TFTP** - one 32 MiB file, MiB/s (best of "
