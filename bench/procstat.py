@@ -76,7 +76,7 @@ class CpuMeter:
     def __init__(self, pid: int, name: str) -> None:
         """Move `pid`, the processes it has already started and so all their future children into a fresh
         cgroup named after `name`. (A process stays in its cgroup when its parent moves: ztp's lease writer,
-        started before the server listens, was left out until 2026-12-04, about a fifth of ztp's CPU.)"""
+        started before the server listens, was left out until 2026-12-04: a quarter to a third of ztp's CPU.)"""
         self.pid = pid
         self._dir: str | None = None
         if os.path.isdir(_CPUACCT):

@@ -175,8 +175,8 @@ def section_dhcp(work: Workload, tmp: Path, quick: bool, budget: float
         if shutil.which("perfdhcp") is not None and shutil.which("kea-dhcp4") is not None and built is not None \
                 and built.returncode == 0:
             # Kea's CPU per DORA against ztp's (the compiled build), at rates both serve in full: on this machine
-            # perfdhcp itself tops out near 8,000 DORA/s with these replies, so above that a max rate measures
-            # the client as much as the server.
+            # perfdhcp itself tops out near 10,000-11,000 DORA/s with these replies, so near that a max rate
+            # measures the client as much as the server.
             wait_quiet(5 if quick else 20)
             log("  ztp compiled and Kea: CPU per DORA, paired runs")
             kea_cpu = dhcp.paired_cpu(lab, srv, cli, SERVER_IP,
