@@ -3,6 +3,7 @@ on a shared 2-core machine moves by 10 % from one run to the next (issue 14).
 
     python -m bench.instructions [--compiled DIR] [--direct]
     sudo .venv/bin/python -m bench.instructions --server [--compiled DIR]
+    sudo .venv/bin/python -m bench.instructions --tftp [--compiled DIR]
 
 The decision path is what the server does between a datagram and the bytes of its reply: `parse`,
 `Chain.handle`, `Ledger.commit` (no store: the lease applied at once) and `build`, for DORAs of new clients
@@ -18,6 +19,9 @@ not the kernel, the lease writer process or other threads. perfdhcp drives it at
 address in namespaces of a lab (root), 500 then 1,500 DORAs; the second run's count minus the first's, per
 DORA. At that rate the timeline records every DORA as it comes (in a storm it yields to the packets and
 catches up later). About three minutes.
+
+`--tftp` counts the same thread of a `ztp serve` per lock-step TFTP block: curl fetches files of 1,000 and
+3,000 blocks of 512 bytes (root, namespaces), the difference per block.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ import sys
 import tempfile
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.workload import Workload
+    from ztp.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[1]
 DECISION_PATH = ("CPyDef_packet___parse", "CPyDef_chain___Chain___handle", "CPyDef_ledger___Ledger___commit",
@@ -107,29 +116,16 @@ _SERVER_RATE = 100  # DORA/s: what a server under callgrind answers without fall
 
 def _count_server(count: int, compiled: Path | None, keep: Path | None = None) -> int:
     """Instructions on `ztp serve`'s event loop thread from start to stop, `count` DORAs in between."""
-    from bench import dhcp, servers
+    from bench import dhcp
     from bench.run import _pair
     from bench.workload import SERVER_IP, prepare
     from ztp.lab import Lab
 
     with tempfile.TemporaryDirectory(prefix="ztp-instr-") as tmp:
         work = prepare(Path(tmp) / "work", devices=50)
-        out = Path(tmp) / "callgrind.out"
-        env = {"PYTHONUNBUFFERED": "1"}
-        if compiled is not None:
-            env["PYTHONPATH"] = str(compiled)
-        version = subprocess.run([*servers.ZTP, "--version"], env={**os.environ, **env}, cwd=tmp,
-                                 capture_output=True, text=True, check=True).stdout
-        if ("(compiled)" in version) != (compiled is not None):
-            raise SystemExit(f"not the build to measure: {version.strip()}")
-        argv = ["valgrind", "--tool=callgrind", f"--toggle-collect={_LOOP_CALLBACK}", f"--callgrind-out-file={out}",
-                *servers.ZTP, "serve", "--config", str(work.config), "--log-level", "warning"]
         with Lab() as lab:
             srv, cli = _pair(lab, "cli")
-            proc = lab.spawn(srv, argv, log=Path(tmp) / "serve.log", env=env)
-            lab.wait_for(lambda: proc.poll() is not None or lab.udp_listening(srv, 67), 300, "ztp serve under valgrind")
-            if proc.poll() is not None:
-                raise SystemExit(f"ztp serve exited {proc.returncode}: {(Path(tmp) / 'serve.log').read_text()[-2000:]}")
+            proc, out = _serve_under_callgrind(lab, srv, work, Path(tmp), compiled, 67)
             seconds = count // _SERVER_RATE
             res = lab.run(cli, ["perfdhcp", "-4", "-g", "single", "-l", "eth0", "-r", str(_SERVER_RATE), "-p",
                                 str(seconds + 10), "-n", str(count), "-R", "50000", "-W", "1000000", SERVER_IP],
@@ -139,13 +135,63 @@ def _count_server(count: int, compiled: Path | None, keep: Path | None = None) -
         acks = int(stats.get("REQUEST-ACK", {}).get("received packets", 0))
         if acks != count:
             raise SystemExit(f"perfdhcp completed {acks} of {count} DORAs: {res.stdout[-1500:]}")
-        total = re.search(r"^(?:summary|totals): (\d+)", out.read_text(errors="replace"), re.M)
-        if total is None:
-            raise SystemExit("callgrind wrote no total")
+        total = _total(out)
         if keep is not None:  # for callgrind_annotate: where the instructions go, function by function
             keep.mkdir(parents=True, exist_ok=True)
             shutil.copy2(out, keep / f"callgrind.out.{count}")
-        return int(total.group(1))
+        return total
+
+
+def _serve_under_callgrind(lab: Lab, srv: str, work: Workload, tmp: Path, compiled: Path | None,
+                           port: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """`ztp serve` with `work`'s config under callgrind, counting the event loop's callbacks, listening on
+    `port`; the process and where callgrind writes."""
+    from bench import servers
+
+    out = tmp / "callgrind.out"
+    env = {"PYTHONUNBUFFERED": "1"}
+    if compiled is not None:
+        env["PYTHONPATH"] = str(compiled)
+    version = subprocess.run([*servers.ZTP, "--version"], env={**os.environ, **env}, cwd=tmp,
+                             capture_output=True, text=True, check=True).stdout
+    if ("(compiled)" in version) != (compiled is not None):
+        raise SystemExit(f"not the build to measure: {version.strip()}")
+    argv = ["valgrind", "--tool=callgrind", f"--toggle-collect={_LOOP_CALLBACK}", f"--callgrind-out-file={out}",
+            *servers.ZTP, "serve", "--config", str(work.config), "--log-level", "warning"]
+    proc = lab.spawn(srv, argv, log=tmp / "serve.log", env=env)
+    lab.wait_for(lambda: proc.poll() is not None or lab.udp_listening(srv, port), 300, "ztp serve under valgrind")
+    if proc.poll() is not None:
+        raise SystemExit(f"ztp serve exited {proc.returncode}: {(tmp / 'serve.log').read_text()[-2000:]}")
+    return proc, out
+
+
+def _total(out: Path) -> int:
+    total = re.search(r"^(?:summary|totals): (\d+)", out.read_text(errors="replace"), re.M)
+    if total is None:
+        raise SystemExit("callgrind wrote no total")
+    return int(total.group(1))
+
+
+def _count_tftp(blocks: int, compiled: Path | None) -> int:
+    """Instructions on `ztp serve`'s event loop thread from start to stop, one file of `blocks` 512-byte blocks
+    fetched lock-step by curl in between."""
+    from bench.run import _pair
+    from bench.workload import SERVER_IP, prepare
+    from ztp.lab import Lab
+
+    with tempfile.TemporaryDirectory(prefix="ztp-instr-") as tmp:
+        work = prepare(Path(tmp) / "work", devices=5)
+        size = 512 * blocks + 100
+        (work.tftp_root / "blocks.bin").write_bytes(os.urandom(size))
+        with Lab() as lab:
+            srv, cli = _pair(lab, "cli")
+            proc, out = _serve_under_callgrind(lab, srv, work, Path(tmp), compiled, 69)
+            res = lab.run(cli, ["curl", "-s", "-o", "/dev/null", "-w", "%{size_download}", "--tftp-blksize", "512",
+                                f"tftp://{SERVER_IP}/blocks.bin"], timeout=900, check=False)
+            lab.stop(proc)
+        if res.stdout.strip() != str(size):
+            raise SystemExit(f"curl fetched {res.stdout.strip() or 'nothing'} of {size} bytes: {res.stderr[-500:]}")
+        return _total(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compiled", type=Path, help="a compiled copy (scripts/compile.py DIR); default: pure")
     ap.add_argument("--direct", action="store_true", help="broadcast DORAs on the server's segment, not relayed")
     ap.add_argument("--server", action="store_true", help="a whole ztp serve's event loop thread (root, perfdhcp)")
+    ap.add_argument("--tftp", action="store_true", help="ztp serve's event loop thread per 512-byte TFTP block (root)")
     ap.add_argument("--keep", type=Path, help="with --server: keep callgrind's profiles in this directory")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -163,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 1
+    if args.tftp:
+        low, high = (_count_tftp(n, args.compiled) for n in (1000, 3000))
+        build = f"compiled ({args.compiled})" if args.compiled else "pure Python"
+        print(f"{build}: {(high - low) / 2000:,.0f} instructions per 512-byte TFTP block on ztp serve's event loop "
+              "thread")
+        return 0
     if args.server:
         low, high = (_count_server(n, args.compiled, args.keep) for n in (500, 1500))
         build = f"compiled ({args.compiled})" if args.compiled else "pure Python"

@@ -81,11 +81,14 @@ def ratios(doc: dict[str, Any]) -> dict[str, str]:
     tftp = {t["server"]: t for t in doc.get("tftp", [])}
     if "ztp" in tftp and "tftpd-hpa" in tftp:
         zt, pt = tftp["ztp"], tftp["tftpd-hpa"]
-        for key, header in TFTP_COLUMNS:
-            client = header.split()[0]
-            zf, pf = _mib_s(zt, client, key), _mib_s(pt, client, key)
-            if zf or pf:
-                out[f"TFTP {header} ztp/tftpd-hpa"] = _ratio(zf, pf)
+        # The pure build, and the build `pip install .` gives (lock-step only: issue 14, item 5).
+        for name, what, streams in (("ztp", "ztp", TFTP_COLUMNS),
+                                    ("ztp-compiled", "ztp compiled", [c for c in TFTP_COLUMNS if "w16" not in c[0]])):
+            for key, header in streams if name in tftp else []:
+                client = header.split()[0]
+                zf, pf = _mib_s(tftp[name], client, key), _mib_s(pt, client, key)
+                if zf or pf:
+                    out[f"TFTP {header} {what}/tftpd-hpa"] = _ratio(zf, pf)
         out["TFTP ztp windowsize 16 / tftpd-hpa lock-step (atftp 1468)"] = _ratio(
             _mib_s(zt, "atftp", "b1468w16"), _mib_s(pt, "atftp", "b1468"))
     zb = (tftp.get("ztp", {}).get("burst") or {}).get("wall_s")

@@ -157,11 +157,7 @@ def section_dhcp(work: Workload, tmp: Path, quick: bool, budget: float
                  "ztp-ping": "perfdhcp",
                  "kea": "kea-dhcp4", "dnsmasq": "dnsmasq"}
         compiled = tmp / "compiled"
-        built = None
-        if shutil.which("gcc") is not None:
-            built = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" /
-                                                        "compile.py"), str(compiled)],
-                                   capture_output=True, text=True)
+        built = _compiled(compiled)
         info_cpu = None
         if shutil.which("perfdhcp") is not None:
             # The info row's cost per DORA, from interleaved runs at rates both levels sustain (issue 14's
@@ -211,8 +207,21 @@ def section_dhcp(work: Workload, tmp: Path, quick: bool, budget: float
     return out, settings, info_cpu, kea_cpu
 
 
+_BUILT: dict[Path, subprocess.CompletedProcess[str] | None] = {}
+
+
+def _compiled(dest: Path) -> subprocess.CompletedProcess[str] | None:
+    """ztp with setup.py's HOT modules compiled into `dest` (scripts/compile.py), once per run (the DHCP and
+    TFTP sections share it); None without a C compiler."""
+    if dest not in _BUILT:
+        _BUILT[dest] = None if shutil.which("gcc") is None else subprocess.run(
+            [sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "compile.py"), str(dest)],
+            capture_output=True, text=True)
+    return _BUILT[dest]
+
+
 def section_tftp(work: Workload, tmp: Path, quick: bool, burst_n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """32 MiB single streams and the concurrent burst against ztp, tftpd-hpa and dnsmasq."""
+    """32 MiB single streams and the concurrent burst against ztp (pure and compiled), tftpd-hpa and dnsmasq."""
     plan = tftp.QUICK_PLAN if quick else tftp.FETCH_PLAN
     repeats = 1 if quick else 3
     names = [sw.boot_file for sw in work.switches[:burst_n]]
@@ -224,8 +233,14 @@ def section_tftp(work: Workload, tmp: Path, quick: bool, burst_n: int) -> tuple[
         with Lab() as lab:
             # Each server in namespaces of its own, all running at once: the streams take turns between them
             # (tftp.turns), so a neighbour's burst does not decide a ratio by landing on one server's minute.
+            built = _compiled(tmp / "compiled")
+            compiled = tmp / "compiled" if built is not None and built.returncode == 0 else None
             starters: dict[str, Callable[[str], subprocess.Popen[bytes]]] = {
                 "ztp": lambda srv: servers.ztp_serve(lab, srv, work, tmp / "ztp-tftp.log"),
+                # The TFTP session and server compiled with the DHCP path (setup.py's HOT modules): the build
+                # `pip install .` gives.
+                "ztp-compiled": lambda srv: servers.ztp_serve(lab, srv, work, tmp / "ztp-compiled-tftp.log",
+                                                              pythonpath=compiled),
                 "tftpd-hpa": lambda srv: servers.tftpd_hpa(lab, srv, work.tftp_root, tmp / "tftpd-hpa.log"),
                 "dnsmasq": lambda srv: servers.dnsmasq_tftp(lab, srv, work.tftp_root, tmp / "dnsmasq-tftp.log"),
             }
@@ -233,6 +248,11 @@ def section_tftp(work: Workload, tmp: Path, quick: bool, burst_n: int) -> tuple[
             served: list[tftp.Served] = []
             procs: list[subprocess.Popen[bytes]] = []
             try:
+                if compiled is None:
+                    del starters["ztp-compiled"]
+                    failed["ztp-compiled"] = tftp.TftpResult(
+                        server="ztp-compiled", error=f"scripts/compile.py failed: {built.stderr[-300:]}"
+                        if built is not None else "gcc is not installed")
                 for i, (name, start) in enumerate(starters.items()):
                     srv, cli = _pair(lab, f"cli{i}", server=f"srv{i}")
                     try:
@@ -251,7 +271,7 @@ def section_tftp(work: Workload, tmp: Path, quick: bool, burst_n: int) -> tuple[
                     lab.stop(proc)
                 for s in served:
                     s.meter.close()
-            for name in starters:
+            for name in [*starters, *(n for n in failed if n not in starters)]:
                 doc = (measured.get(name) or failed[name]).to_json()
                 doc["label"] = LABELS[name]
                 out.append(doc)

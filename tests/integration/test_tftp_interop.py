@@ -56,7 +56,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         srv, cli = lab.ns("tsrv"), lab.ns("tcli")
         lab.link(srv, "veth0", cli, "veth0", addr_a=f"{SRV_ADDR}/24", addr_b="10.77.0.2/24")
         argv = [
-            "env", f"PYTHONPATH={REPO}", sys.executable, "-m", "ztp.tftp.server",
+            "env", f"PYTHONPATH={REPO}", sys.executable, "-m", "ztp.tftp",
             "--root", str(root), "--host", "0.0.0.0", "--port", "69", "-vv",
             # One client namespace runs 300 fetches at once (test_300_concurrent_curl_fetches): this file is
             # about interoperability and concurrency, not the per-peer cap (see test_tftp_access.py).

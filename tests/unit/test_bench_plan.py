@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import dhcp, report
+from bench import dhcp, report, tftp
 from bench.run import RATIO_ROWS, sweep_order
 from ztp.lab import LabError
 
@@ -156,3 +156,16 @@ def test_the_report_shows_kea_against_ztp_compiled_per_dora() -> None:
     assert "CPU per DORA 0.100 ms ztp compiled (its lease writer process included), 0.080 ms Kea (Kea / ztp 0.80x)" \
         in report.table(doc)
     assert report.ratios(doc)["DHCP CPU per DORA kea / ztp compiled (paired runs)"] == "0.80x"
+
+
+def test_the_compiled_tftp_row_gets_lock_step_ratios_of_its_own() -> None:
+    def served(server: str, mib_s: float) -> dict[str, object]:
+        return {"server": server, "label": server, "fetches": [
+            {"client": client, "blksize": blksize, "windowsize": window, "ok": True, "mib_s": mib_s * window}
+            for client, blksize, window in tftp.FETCH_PLAN]}
+
+    doc = {"tftp": [served("ztp", 9.0), served("ztp-compiled", 11.0), served("tftpd-hpa", 10.0)]}
+    got = report.ratios(doc)
+    assert got["TFTP curl 512 ztp/tftpd-hpa"] == "0.90x" and got["TFTP curl 512 ztp compiled/tftpd-hpa"] == "1.10x"
+    assert got["TFTP atftp 1468 ztp compiled/tftpd-hpa"] == "1.10x"
+    assert not any("w16 ztp compiled" in k for k in got)  # windowsize has its own ratio, the pure build's

@@ -1,6 +1,6 @@
 """Read-only TFTP: codec (`packet`), sans-I/O transfer (`session`), `content` providers, asyncio `server`.
 
-The server is imported from `ztp.tftp.server` (not re-exported, so `python -m ztp.tftp.server` runs cleanly).
+The server is imported from `ztp.tftp.server` (not re-exported); `python -m ztp.tftp` runs it alone.
 """
 
 from __future__ import annotations

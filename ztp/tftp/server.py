@@ -603,8 +603,8 @@ class TftpServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ztp.tftp.server --root DIR --host ADDR --port N`: serve a directory read-only."""
-    parser = argparse.ArgumentParser(prog="python -m ztp.tftp.server", description=main.__doc__)
+    """`python -m ztp.tftp --root DIR --host ADDR --port N`: serve a directory read-only."""
+    parser = argparse.ArgumentParser(prog="python -m ztp.tftp", description=main.__doc__)
     parser.add_argument("--root", type=Path, required=True, help="directory to serve")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=69)

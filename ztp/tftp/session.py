@@ -111,7 +111,7 @@ class ReadSession:
                 self._fail(f"mode {request.mode!r} for a streamed file", ERR_ILLEGAL_OP,
                            f"mode {request.mode!r} not supported for files this large; use octet")
             self._data = memoryview(b"")
-            self.size = data.size if self._failed is None else 0
+            self.size = data.size if self.failed is None else 0  # mypy: _failed narrowed
         else:
             if request.mode == "netascii":
                 data = netascii(data)
