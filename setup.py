@@ -31,7 +31,8 @@ HOT = sorted([
     "ztp/dhcp/chain.py", "ztp/dhcp/exchange.py", "ztp/dhcp/fit.py", "ztp/dhcp/options.py", "ztp/dhcp/packet.py",
     "ztp/dhcp/relayinfo.py", "ztp/dhcp/reply.py", "ztp/dhcp/server.py",
     "ztp/leases/ledger.py", "ztp/leases/table.py", "ztp/leases/store/sqlite.py", "ztp/frames.py",
-    "ztp/devices.py", "ztp/net/sockets.py", "ztp/tftp/packet.py", "ztp/tftp/session.py", "ztp/tftp/server.py",
+    "ztp/devices.py", "ztp/net/sockets.py",
+    "ztp/tftp/content.py", "ztp/tftp/packet.py", "ztp/tftp/session.py", "ztp/tftp/server.py",
     "ztp/timeline/machine.py", "ztp/timeline/recorder.py", "ztp/timeline/sources.py",
     *(os.path.relpath(path, HERE) for path in glob(os.path.join(HERE, "ztp/dhcp/handlers/*.py"))
       if not path.endswith("__init__.py")),

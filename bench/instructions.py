@@ -135,11 +135,7 @@ def _count_server(count: int, compiled: Path | None, keep: Path | None = None) -
         acks = int(stats.get("REQUEST-ACK", {}).get("received packets", 0))
         if acks != count:
             raise SystemExit(f"perfdhcp completed {acks} of {count} DORAs: {res.stdout[-1500:]}")
-        total = _total(out)
-        if keep is not None:  # for callgrind_annotate: where the instructions go, function by function
-            keep.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(out, keep / f"callgrind.out.{count}")
-        return total
+        return _kept(out, keep, str(count))
 
 
 def _serve_under_callgrind(lab: Lab, srv: str, work: Workload, tmp: Path, compiled: Path | None,
@@ -165,6 +161,14 @@ def _serve_under_callgrind(lab: Lab, srv: str, work: Workload, tmp: Path, compil
     return proc, out
 
 
+def _kept(out: Path, keep: Path | None, name: str) -> int:
+    """callgrind's total in `out`, the profile copied to `keep` (for callgrind_annotate) when given."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(out, keep / f"callgrind.out.{name}")
+    return _total(out)
+
+
 def _total(out: Path) -> int:
     total = re.search(r"^(?:summary|totals): (\d+)", out.read_text(errors="replace"), re.M)
     if total is None:
@@ -172,7 +176,7 @@ def _total(out: Path) -> int:
     return int(total.group(1))
 
 
-def _count_tftp(blocks: int, compiled: Path | None) -> int:
+def _count_tftp(blocks: int, compiled: Path | None, keep: Path | None = None) -> int:
     """Instructions on `ztp serve`'s event loop thread from start to stop, one file of `blocks` 512-byte blocks
     fetched lock-step by curl in between."""
     from bench.run import _pair
@@ -191,7 +195,7 @@ def _count_tftp(blocks: int, compiled: Path | None) -> int:
             lab.stop(proc)
         if res.stdout.strip() != str(size):
             raise SystemExit(f"curl fetched {res.stdout.strip() or 'nothing'} of {size} bytes: {res.stderr[-500:]}")
-        return _total(out)
+        return _kept(out, keep, f"tftp.{blocks}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--direct", action="store_true", help="broadcast DORAs on the server's segment, not relayed")
     ap.add_argument("--server", action="store_true", help="a whole ztp serve's event loop thread (root, perfdhcp)")
     ap.add_argument("--tftp", action="store_true", help="ztp serve's event loop thread per 512-byte TFTP block (root)")
-    ap.add_argument("--keep", type=Path, help="with --server: keep callgrind's profiles in this directory")
+    ap.add_argument("--keep", type=Path, help="with --server or --tftp: keep callgrind's profiles in this directory")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child is not None:
@@ -211,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 1
     if args.tftp:
-        low, high = (_count_tftp(n, args.compiled) for n in (1000, 3000))
+        low, high = (_count_tftp(n, args.compiled, args.keep) for n in (1000, 3000))
         build = f"compiled ({args.compiled})" if args.compiled else "pure Python"
         print(f"{build}: {(high - low) / 2000:,.0f} instructions per 512-byte TFTP block on ztp serve's event loop "
               "thread")

@@ -11,31 +11,28 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Final
 
-RRQ = 1
-WRQ = 2
-DATA = 3
-ACK = 4
-ERROR = 5
-OACK = 6
+RRQ: Final = 1
+WRQ: Final = 2
+DATA: Final = 3
+ACK: Final = 4
+ERROR: Final = 5
+OACK: Final = 6
 
 # RFC 1350 §5 error codes, plus RFC 2347 §2 code 8 (option negotiation refused).
-ERR_UNDEFINED = 0
-ERR_NOT_FOUND = 1
-ERR_ACCESS = 2
-ERR_DISK_FULL = 3
-ERR_ILLEGAL_OP = 4
-ERR_UNKNOWN_TID = 5
-ERR_EXISTS = 6
-ERR_NO_USER = 7
-ERR_OPTIONS = 8
+ERR_UNDEFINED: Final = 0
+ERR_NOT_FOUND: Final = 1
+ERR_ACCESS: Final = 2
+ERR_DISK_FULL: Final = 3
+ERR_ILLEGAL_OP: Final = 4
+ERR_UNKNOWN_TID: Final = 5
+ERR_EXISTS: Final = 6
+ERR_NO_USER: Final = 7
+ERR_OPTIONS: Final = 8
 
 _HEADER = struct.Struct("!HH")
 _OPCODE = struct.Struct("!H")
-
-pack_header = _HEADER.pack
-"""`pack_header(opcode, number)`: the 4-byte head of DATA/ACK/ERROR (RFC 1350 §5); `number` must be below
-65536. For per-block hot paths, where a call to `data_datagram` is a Python frame too many."""
 
 
 class TftpMalformed(ValueError):
