@@ -125,3 +125,18 @@ class CpuMeter:
             os.rmdir(path)
         except OSError:
             pass
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Bind `pid`, every thread of it and its live descendants to `cpus` (what they start later inherits it).
+    Threads and processes that end meanwhile are skipped."""
+    for proc in (pid, *descendants(pid)):
+        try:
+            tasks = [int(t) for t in os.listdir(f"/proc/{proc}/task")]
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                os.sched_setaffinity(task, cpus)
+            except OSError:
+                pass

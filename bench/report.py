@@ -150,9 +150,12 @@ def table(doc: dict[str, Any]) -> str:
                       f"{kea / compiled:.2f}x).", ""]
     if doc.get("tftp"):
         head = " | ".join(h for _, h in TFTP_COLUMNS)
-        lines += ["**TFTP** - one 32 MiB file, MiB/s (best of "
-                  f"{doc['settings']['tftp']['repeats']}, the servers taking turns stream by stream; `w16` = "
-                  "windowsize 16, RFC 7440), and "
+        st = doc["settings"]["tftp"]
+        pinned = st.get("cores")
+        lines += [f"**TFTP** - one 32 MiB file, MiB/s ({st.get('pick', 'best')} of {st['repeats']}, the servers "
+                  "taking turns stream by stream"
+                  + (f", each server on core(s) {pinned[0]} and its client on core {pinned[1]}" if pinned else "")
+                  + "; `w16` = windowsize 16, RFC 7440), and "
                   f"{doc['settings']['tftp']['burst']} simultaneous fetches of different ~8 KiB configs (one curl -Z).",
                   "", f"| server | {head} | burst ok | burst wall (s) | burst p95 (s) |",
                   "| --- |" + " ---: |" * (len(TFTP_COLUMNS) + 3)]

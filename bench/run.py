@@ -223,11 +223,14 @@ def _compiled(dest: Path) -> subprocess.CompletedProcess[str] | None:
 def section_tftp(work: Workload, tmp: Path, quick: bool, burst_n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """32 MiB single streams and the concurrent burst against ztp (pure and compiled), tftpd-hpa and dnsmasq."""
     plan = tftp.QUICK_PLAN if quick else tftp.FETCH_PLAN
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     names = [sw.boot_file for sw in work.switches[:burst_n]]
     sizes = {n: (work.tftp_root / n).stat().st_size for n in names}
     dl = Path(tempfile.mkdtemp(prefix="ztpbench-dl-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
-    settings = {"plan": plan, "repeats": repeats, "burst": len(names), "burst_bytes": work.config_bytes}
+    split = tftp.cpus_for_streams()
+    settings = {"plan": plan, "repeats": repeats, "pick": "median", "burst": len(names),
+                "burst_bytes": work.config_bytes,
+                "cores": None if split is None else [",".join(map(str, sorted(split[0]))), split[1]]}
     out: list[dict[str, Any]] = []
     try:
         with Lab() as lab:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,16 +83,56 @@ def test_a_paired_run_whose_server_does_not_start_is_left_out(monkeypatch: pytes
     assert got["errors"] == ["ztp-info at 2000/s: timed out after 30s waiting for ztp serve listening"] * 2
 
 
-def test_tftp_servers_take_turns_in_abba_order_and_the_fastest_good_fetch_counts() -> None:
+def test_tftp_servers_take_turns_in_abba_order_and_the_median_good_fetch_counts() -> None:
     from bench import tftp
 
     assert tftp.turns(["ztp", "tftpd-hpa", "dnsmasq"], 3) == ["ztp", "tftpd-hpa", "dnsmasq", "dnsmasq", "tftpd-hpa",
                                                                "ztp", "ztp", "tftpd-hpa", "dnsmasq"]
-    slow = tftp.Fetch("curl", 512, 1, mib_s=5.0, ok=True)
-    fast = tftp.Fetch("curl", 512, 1, mib_s=6.0, ok=True)
-    broken = tftp.Fetch("curl", 512, 1, mib_s=9.0, ok=False)
-    assert tftp.best([slow, broken, fast]) is fast
-    assert tftp.best([broken]) is broken
+    slow = tftp.Fetch("curl", 1468, 1, mib_s=17.95, ok=True)
+    lucky = tftp.Fetch("curl", 1468, 1, mib_s=22.96, ok=True)  # client and server on one core, now and then
+    mid = tftp.Fetch("curl", 1468, 1, mib_s=18.0, ok=True)
+    broken = tftp.Fetch("curl", 1468, 1, mib_s=99.0, ok=False)
+    assert tftp.typical([slow, lucky, broken, mid]) is mid
+    assert tftp.typical([slow, lucky, broken]) is slow  # an even count: the lower middle
+    assert tftp.typical([broken]) is broken
+
+
+def test_tftp_single_streams_put_server_and_client_on_different_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import tftp
+
+    monkeypatch.setattr(tftp.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert tftp.cpus_for_streams() == ({0, 1, 2}, 3)
+    monkeypatch.setattr(tftp.os, "sched_getaffinity", lambda pid: {5})
+    assert tftp.cpus_for_streams() is None
+
+
+def test_pin_binds_every_thread_and_what_they_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from bench import procstat
+
+    cores = sorted(os.sched_getaffinity(0))
+    # A process with a second thread and a child: every task of both ends up on the one core asked for.
+    script = ("import subprocess, sys, threading, time; threading.Thread(target=time.sleep, args=(30,), daemon=True)"
+              ".start(); c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+              "print(c.pid, flush=True); time.sleep(30)")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        procstat.pin(proc.pid, {cores[0]})
+        tasks = [(p, int(t)) for p in (proc.pid, child) for t in os.listdir(f"/proc/{p}/task")]
+        assert len(tasks) >= 3
+        assert all(os.sched_getaffinity(t) == {cores[0]} for _, t in tasks)
+        procstat.pin(proc.pid, set(cores))
+        assert all(os.sched_getaffinity(t) == set(cores) for _, t in tasks)
+    finally:
+        if child:
+            os.kill(child, 9)
+        proc.kill()
+        proc.wait()
 
 
 def test_a_rate_passes_only_when_perfdhcp_offered_it() -> None:
