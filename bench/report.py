@@ -156,7 +156,7 @@ def table(doc: dict[str, Any]) -> str:
                   "taking turns stream by stream"
                   + (f", each server on core(s) {pinned[0]} and its client on core {pinned[1]}" if pinned else "")
                   + "; `w16` = windowsize 16, RFC 7440), and "
-                  f"{doc['settings']['tftp']['burst']} simultaneous fetches of different ~8 KiB configs (one curl -Z).",
+                  f"{st['burst']} simultaneous fetches of different ~8 KiB configs (one curl -Z).",
                   "", f"| server | {head} | burst ok | burst wall (s) | burst p95 (s) |",
                   "| --- |" + " ---: |" * (len(TFTP_COLUMNS) + 3)]
         for t in doc["tftp"]:

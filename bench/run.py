@@ -268,7 +268,7 @@ def section_tftp(work: Workload, tmp: Path, quick: bool, burst_n: int) -> tuple[
                 wait_quiet(5 if quick else 15)
                 measured = {r.server: r for r in tftp.measure(lab, served, dl, work.big_sha256, names,
                                                                sizes.__getitem__, plan=plan, repeats=repeats,
-                                                               log=log)}
+                                                               split=split, log=log)}
             finally:
                 for proc in procs:
                     lab.stop(proc)

@@ -215,13 +215,13 @@ def cpus_for_streams() -> tuple[set[int], int] | None:
 
 def measure(lab: Lab, served: list[Served], work_dl: Path, expect_sha: str, names: list[str],
             expect_size: Callable[[str], int], *, plan: list[tuple[str, int, int]], repeats: int,
-            log: Callable[[str], None]) -> list[TftpResult]:
+            split: tuple[set[int], int] | None, log: Callable[[str], None]) -> list[TftpResult]:
     """Every server's single-stream fetches, the servers taking turns stream by stream (`turns`; the median
     of `repeats` each, `typical`), then each server's burst. During the single streams each server runs on
-    the cores `cpus_for_streams` gives it and its client on the other one; the bursts run unbound."""
+    `split`'s cores and its client on its last one (`cpus_for_streams`; None: unbound); the bursts run
+    unbound."""
     results = {s.name: TftpResult(server=s.name) for s in served}
     by_name = {s.name: s for s in served}
-    split = cpus_for_streams()
     everywhere = os.sched_getaffinity(0)
     if split is not None:
         for s in served:

@@ -98,15 +98,13 @@ def test_tftp_servers_take_turns_in_abba_order_and_the_median_good_fetch_counts(
 
 
 def test_tftp_single_streams_put_server_and_client_on_different_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench import tftp
-
     monkeypatch.setattr(tftp.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     assert tftp.cpus_for_streams() == ({0, 1, 2}, 3)
     monkeypatch.setattr(tftp.os, "sched_getaffinity", lambda pid: {5})
     assert tftp.cpus_for_streams() is None
 
 
-def test_pin_binds_every_thread_and_what_they_start(tmp_path: Path) -> None:
+def test_pin_binds_every_thread_and_what_they_start() -> None:
     import subprocess
     import sys
 
@@ -123,11 +121,11 @@ def test_pin_binds_every_thread_and_what_they_start(tmp_path: Path) -> None:
         assert proc.stdout is not None
         child = int(proc.stdout.readline())
         procstat.pin(proc.pid, {cores[0]})
-        tasks = [(p, int(t)) for p in (proc.pid, child) for t in os.listdir(f"/proc/{p}/task")]
+        tasks = [int(t) for p in (proc.pid, child) for t in os.listdir(f"/proc/{p}/task")]
         assert len(tasks) >= 3
-        assert all(os.sched_getaffinity(t) == {cores[0]} for _, t in tasks)
+        assert all(os.sched_getaffinity(t) == {cores[0]} for t in tasks)
         procstat.pin(proc.pid, set(cores))
-        assert all(os.sched_getaffinity(t) == set(cores) for _, t in tasks)
+        assert all(os.sched_getaffinity(t) == set(cores) for t in tasks)
     finally:
         if child:
             os.kill(child, 9)
